@@ -1,0 +1,91 @@
+"""Job rows: creation and the state changes every queue backend records."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from archive.index.models import Job, utcnow
+from archive.queue.message import JobMessage
+
+
+def create_job(
+    session: Session,
+    study_uid: str,
+    series_uid: str,
+    generation: int,
+    engine: str,
+    max_attempts: int,
+    sent: bool,
+) -> Job:
+    """Add a ``queued`` job for one study generation (unique per study and generation).
+
+    ``sent`` is True for the database queue, whose row is the message itself; for an
+    external queue it stays False until the message is sent (the outbox pattern)."""
+    now = utcnow()
+    job = Job(
+        id=str(uuid.uuid4()),
+        study_instance_uid=study_uid,
+        series_instance_uid=series_uid,
+        generation=generation,
+        engine=engine,
+        state="queued",
+        attempts=0,
+        max_attempts=max_attempts,
+        created_at=now,
+        updated_at=now,
+        visible_at=now,
+        sent_at=now if sent else None,
+    )
+    session.add(job)
+    return job
+
+
+def message_for(job: Job) -> JobMessage:
+    return JobMessage(
+        job_id=job.id,
+        study_instance_uid=job.study_instance_uid,
+        series_instance_uid=job.series_instance_uid,
+        generation=job.generation,
+        engine=job.engine,
+        queued_at=job.created_at,
+    )
+
+
+def unsent_jobs(sessions: sessionmaker[Session]) -> list[Job]:
+    """Queued jobs whose message has not been handed to the external queue yet."""
+    with sessions() as session:
+        return list(session.scalars(select(Job).where(Job.sent_at.is_(None), Job.state == "queued")))
+
+
+def mark_sent(sessions: sessionmaker[Session], job_id: str) -> None:
+    with sessions.begin() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(sent_at=utcnow()))
+
+
+def mark_running(sessions: sessionmaker[Session], job_id: str, attempt: int) -> None:
+    now = utcnow()
+    with sessions.begin() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(state="running", attempts=attempt, started_at=now, updated_at=now)
+        )
+
+
+def mark_finished(sessions: sessionmaker[Session], job_id: str, state: str, error: str | None = None) -> None:
+    """Record ``done``, ``failed`` (will be retried) or ``dead``."""
+    now = utcnow()
+    values = {"state": state, "updated_at": now, "error": error, "lease_token": None}
+    if state in ("done", "dead"):
+        values["finished_at"] = now
+    with sessions.begin() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def retry_backoff(attempt: int) -> timedelta:
+    """Delay before a failed job is delivered again: 5 s, 10 s, 20 s … capped at 5 min."""
+    return timedelta(seconds=min(300, 5 * 2 ** max(0, attempt - 1)))

@@ -1,0 +1,48 @@
+"""The object-store interface every backend implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator, Protocol
+
+
+class ObjectNotFound(KeyError):
+    """No object is stored under that key."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What a put wrote: the key, its size in bytes and its SHA-256 hex digest."""
+
+    key: str
+    size: int
+    sha256: str
+
+
+class ObjectStore(Protocol):
+    """Durable key → bytes storage. A put returns only once the object is durable."""
+
+    def put_file(self, key: str, path: Path, sha256: str | None = None) -> StoredObject:
+        """Store the file at ``path`` under ``key``; ``sha256`` skips re-hashing when known."""
+
+    def put_bytes(self, key: str, data: bytes) -> StoredObject:
+        """Store ``data`` under ``key``."""
+
+    def get_bytes(self, key: str) -> bytes:
+        """The whole object; :class:`ObjectNotFound` if absent."""
+
+    def open(self, key: str) -> BinaryIO:
+        """A readable binary stream of the object; close it after use."""
+
+    def exists(self, key: str) -> bool:
+        """True when an object is stored under ``key``."""
+
+    def delete(self, key: str) -> None:
+        """Remove the object; absent keys are ignored."""
+
+    def list(self, prefix: str) -> Iterator[str]:
+        """Keys under ``prefix``, in no promised order."""
+
+    def describe(self) -> str:
+        """Where the objects live, for logs and health checks."""

@@ -1,0 +1,95 @@
+"""Settings shared by every part, read from ``L3NET_*`` environment variables.
+
+One :class:`Settings` object is built by the composition root (``l3net``) and handed
+to each part; nothing reads the environment anywhere else. ``docs/configuration.md``
+lists every field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+DuplicatePolicy = Literal["keep-first", "overwrite", "reject"]
+
+
+class Settings(BaseSettings):
+    """Every setting of L3-net Node; each field maps to ``L3NET_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="L3NET_", extra="ignore")
+
+    # -- where things live -------------------------------------------------------
+    data_dir: Path = Field(Path("./l3net-data"), description="Root of all local state.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the study index; default sqlite:///{data_dir}/index.sqlite3."
+    )
+    object_store: str | None = Field(
+        None, description="A directory, or s3://bucket/prefix; default {data_dir}/objects."
+    )
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint (MinIO, moto, ...); AWS when unset.")
+    s3_multipart_threshold_mb: int = Field(16, description="Objects larger than this use multipart upload.")
+    queue: str = Field("db", description="'db' for the database queue, or an SQS queue URL.")
+    sqs_endpoint_url: str | None = Field(None, description="SQS endpoint; AWS when unset.")
+    sqs_dlq_url: str | None = Field(None, description="SQS dead-letter queue URL (also set as redrive target).")
+    aws_region: str = Field("us-east-1", description="AWS region for S3/SQS clients.")
+    spool_dir: Path | None = Field(None, description="Durable receive spool; default {data_dir}/spool.")
+
+    # -- DICOM node --------------------------------------------------------------
+    ae_title: str = Field("L3NET", description="Our AE title; the called AE title must match.")
+    dicom_host: str = Field("127.0.0.1", description="Address the DICOM SCP listens on.")
+    dicom_port: int = Field(11112, description="Port the DICOM SCP listens on.")
+    allowed_calling_aes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["*"],
+        description="Comma-separated calling AE titles, each optionally AE@host; '*' accepts any.",
+    )
+    max_associations: int = Field(16, description="Concurrent associations accepted.")
+    max_pdu_bytes: int = Field(1_048_576, description="Largest P-DATA PDU we accept (0 = unlimited).")
+    duplicate_policy: DuplicatePolicy = Field("keep-first", description="What a re-sent SOP Instance UID does.")
+    min_free_disk_mb: int = Field(512, description="Below this free space on the spool, C-STORE answers 0xA700.")
+    stable_after_s: float = Field(30.0, description="Idle seconds after which a study is stable.")
+    min_series_slices: int = Field(40, description="Fewest axial CT slices a series needs to be analysed.")
+    owner_groups_by_ae: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="Comma-separated AE=group pairs: the owning group of studies an AE sends."
+    )
+
+    # -- jobs --------------------------------------------------------------------
+    job_visibility_timeout_s: float = Field(300.0, description="Lease of a taken job before it is redelivered.")
+    job_max_attempts: int = Field(3, description="Deliveries before a job is dead-lettered.")
+    engine: str = Field("densitometry", description="Analysis engine queued jobs ask for.")
+
+    # -- web ---------------------------------------------------------------------
+    http_host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
+    http_port: int = Field(8080, description="Port the HTTP server listens on.")
+    auth: Literal["none", "cognito"] = Field("none", description="'none' (loopback only) or 'cognito'.")
+
+    @field_validator("allowed_calling_aes", mode="before")
+    @classmethod
+    def _split_aes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("owner_groups_by_ae", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: object) -> object:
+        if isinstance(value, str):
+            pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+            return {ae.strip(): group.strip() for ae, group in pairs}
+        return value
+
+    # -- derived locations -------------------------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'index.sqlite3'}"
+
+    @property
+    def resolved_object_store(self) -> str:
+        return self.object_store or str(self.data_dir.resolve() / "objects")
+
+    @property
+    def resolved_spool_dir(self) -> Path:
+        return (self.spool_dir or self.data_dir / "spool").resolve()
