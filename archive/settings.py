@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
-DuplicatePolicy = Literal["keep-first", "overwrite", "reject"]
+DuplicatePolicy = Literal["keep-first", "overwrite"]
 
 
 class Settings(BaseSettings):
