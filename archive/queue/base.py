@@ -36,9 +36,9 @@ class JobQueue(Protocol):
     def complete(self, lease: Lease) -> None:
         """The job succeeded: remove it from the queue and mark it done."""
 
-    def fail(self, lease: Lease, error: str) -> str:
-        """The job failed: retry later, or dead-letter it after max attempts.
-        Returns the new state, ``failed`` or ``dead``."""
+    def fail(self, lease: Lease, error: str, permanent: bool = False) -> str:
+        """The job failed: retry later, or dead-letter it after max attempts, or at
+        once when ``permanent`` (no retry can help). Returns ``failed`` or ``dead``."""
 
     def describe(self) -> str:
         """Which queue this is, for logs and health checks."""

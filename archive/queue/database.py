@@ -105,10 +105,10 @@ class DatabaseJobQueue:
     def complete(self, lease: Lease) -> None:
         self._guarded(lease, state="done", finished_at=utcnow(), lease_token=None, error=None)
 
-    def fail(self, lease: Lease, error: str) -> str:
+    def fail(self, lease: Lease, error: str, permanent: bool = False) -> str:
         with self.sessions() as session:
             job = session.get(Job, lease.message.job_id)
-            dead = job is not None and lease.attempt >= job.max_attempts
+            dead = permanent or (job is not None and lease.attempt >= job.max_attempts)
         if dead:
             self._guarded(lease, state="dead", finished_at=utcnow(), lease_token=None, error=error)
             return "dead"

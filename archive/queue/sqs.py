@@ -98,8 +98,8 @@ class SQSJobQueue:
         self.client.delete_message(QueueUrl=self.url, ReceiptHandle=lease.receipt)
         mark_finished(self.sessions, lease.message.job_id, "done")
 
-    def fail(self, lease: Lease, error: str) -> str:
-        if lease.attempt >= self.max_attempts:
+    def fail(self, lease: Lease, error: str, permanent: bool = False) -> str:
+        if permanent or lease.attempt >= self.max_attempts:
             self._dead_letter(lease.message.to_json(), lease.receipt)
             mark_finished(self.sessions, lease.message.job_id, "dead", error)
             return "dead"
