@@ -1,0 +1,95 @@
+"""Starting and stopping the parts in one process, and waiting for SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+import uvicorn
+
+from archive.context import Archive
+
+log = logging.getLogger("l3net")
+
+
+@dataclass
+class Part:
+    """A started part: its name and how to stop it."""
+
+    name: str
+    stop: Callable[[], None]
+
+
+def start_node(archive: Archive) -> Part:
+    from dicom_node.service import Node
+
+    node = Node(archive).start()
+    return Part("node", node.stop)
+
+
+def start_web(archive: Archive) -> Part:
+    from dicomweb.app import create_app
+
+    settings = archive.settings
+    config = uvicorn.Config(
+        create_app(archive),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,  # our logfmt handler on the root logger
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="web", daemon=True)
+    thread.start()
+    log.info("event=web.listening host=%s port=%d", settings.http_host, settings.http_port)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+    return Part("web", stop)
+
+
+def start_worker(archive: Archive) -> Part:
+    from inference.job import process_job
+    from inference.worker import run_worker
+
+    stop_event = threading.Event()
+    thread = threading.Thread(
+        target=run_worker,
+        args=(archive.queue, lambda lease: process_job(archive, lease), stop_event),
+        kwargs={"visibility_timeout_s": archive.settings.job_visibility_timeout_s},
+        name="worker",
+        daemon=True,
+    )
+    thread.start()
+
+    def stop() -> None:
+        stop_event.set()
+        thread.join()
+
+    return Part("worker", stop)
+
+
+def run_until_signalled(parts: list[Part]) -> None:
+    """Block until SIGINT or SIGTERM, then stop the parts in reverse start order."""
+    stop = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        log.info("event=shutdown signal=%s", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for part in reversed(parts):
+            part.stop()
+            log.info("event=stopped part=%s", part.name)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
