@@ -89,3 +89,38 @@ def mark_finished(sessions: sessionmaker[Session], job_id: str, state: str, erro
 def retry_backoff(attempt: int) -> timedelta:
     """Delay before a failed job is delivered again: 5 s, 10 s, 20 s … capped at 5 min."""
     return timedelta(seconds=min(300, 5 * 2 ** max(0, attempt - 1)))
+
+
+def record_results(
+    sessions: sessionmaker[Session],
+    job_id: str,
+    summary_key: str,
+    seg_sop_instance_uid: str,
+    sr_sop_instance_uid: str,
+) -> None:
+    """Attach a job's results, and mark done jobs of older generations of the same
+    study as superseded by it (their results stay stored but are no longer current)."""
+    with sessions.begin() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise KeyError(job_id)
+        job.summary_key = summary_key
+        job.seg_sop_instance_uid = seg_sop_instance_uid
+        job.sr_sop_instance_uid = sr_sop_instance_uid
+        session.execute(
+            update(Job)
+            .where(
+                Job.study_instance_uid == job.study_instance_uid,
+                Job.generation < job.generation,
+                Job.superseded_by.is_(None),
+            )
+            .values(superseded_by=job.id, updated_at=utcnow())
+        )
+
+
+def current_generation(sessions: sessionmaker[Session], study_uid: str) -> int | None:
+    """The study's generation now; a job for an older one is superseded before it runs."""
+    from archive.index.models import Study
+
+    with sessions() as session:
+        return session.scalar(select(Study.generation).where(Study.study_instance_uid == study_uid))

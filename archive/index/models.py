@@ -182,3 +182,10 @@ class Job(Base):
     visible_at: Mapped[datetime] = mapped_column(UTCDateTime())
     lease_token: Mapped[str | None] = mapped_column(String(36), nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Results, written by the worker when the job is done (idempotently: the UIDs are
+    # derived from the job id, so a redelivered job overwrites rather than adds).
+    summary_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    seg_sop_instance_uid: Mapped[str | None] = mapped_column(UID, nullable=True)
+    sr_sop_instance_uid: Mapped[str | None] = mapped_column(UID, nullable=True)
+    # Set when a job of a newer study generation finished: this one's results are stale.
+    superseded_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
