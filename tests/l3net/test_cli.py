@@ -1,0 +1,84 @@
+"""The ``l3net`` command: help texts, and ``serve`` running all parts and stopping cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from typer.testing import CliRunner
+
+from l3net.cli import app
+from tests.conftest import free_port, require_tool
+
+
+def test_help_names_every_command():
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("serve", "node", "web", "worker", "config"):
+        assert command in result.output
+
+
+@pytest.mark.parametrize("command", ["serve", "node", "web", "worker"])
+def test_each_command_has_help(command):
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert "--data-dir" in result.output
+    assert "L3NET_DATA_DIR" in result.output
+
+
+def test_config_prints_environment_settings(monkeypatch):
+    monkeypatch.setenv("L3NET_AE_TITLE", "MYNODE")
+    monkeypatch.setenv("L3NET_ALLOWED_CALLING_AES", "PACS1@10.1.1.1,PACS2")
+    result = CliRunner().invoke(app, ["config"])
+    assert result.exit_code == 0
+    assert '"ae_title": "MYNODE"' in result.output
+    assert '"PACS1@10.1.1.1"' in result.output
+
+
+def _wait_http(url: str, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_serve_runs_node_web_worker_and_stops_cleanly(tmp_path, stop_signal):
+    echoscu = require_tool("echoscu")
+    dicom_port, http_port = free_port(), free_port()
+    env = {**os.environ, "L3NET_STABLE_AFTER_S": "3600"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "l3net.cli", "serve", "--data-dir", str(tmp_path / "data"),
+         "--dicom-port", str(dicom_port), "--http-port", str(http_port)],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert _wait_http(f"http://127.0.0.1:{http_port}/healthz") == 200
+        assert _wait_http(f"http://127.0.0.1:{http_port}/readyz") == 200
+        echo = subprocess.run([echoscu, "-aec", "L3NET", "127.0.0.1", str(dicom_port)], capture_output=True, timeout=30)
+        assert echo.returncode == 0, echo.stderr
+        process.send_signal(stop_signal)
+        _, log = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, log
+    lines = [line for line in log.splitlines() if line.strip()]
+    # One structured line per event, every line in logfmt with a timestamp and level.
+    assert all(line.startswith("ts=") and " level=" in line for line in lines), lines
+    text = "\n".join(lines)
+    for event in ("event=node.listening", "event=web.listening", "event=worker.started",
+                  "event=association.accepted", "event=echo", f"event=shutdown signal={stop_signal.name}",
+                  "event=stopped part=worker", "event=stopped part=web", "event=stopped part=node"):
+        assert event in text, f"{event} missing from log:\n{text}"
+    assert (tmp_path / "data" / "index.sqlite3").is_file()
