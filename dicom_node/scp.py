@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import logging
 import socket
+import zlib
 from dataclasses import dataclass, field
 from io import BytesIO
 
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filereader import data_element_generator
 from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.valuerep import VR
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
@@ -121,6 +126,47 @@ def on_echo(event) -> int:
     return SUCCESS
 
 
+_VALID_VRS = frozenset(vr.value for vr in VR if len(vr.value) == 2)
+
+
+def encoding_problem(body: bytes, transfer_syntax: str) -> str | None:
+    """Why ``body`` is not a data set encoded in ``transfer_syntax`` (PS3.5 §7), or None.
+
+    pydicom reads leniently: garbage comes out as a few odd elements (it even switches
+    to implicit VR when explicit was negotiated), which would then pass as a data set
+    merely lacking its UIDs (0xA900) instead of one we cannot understand (0xC000). So
+    walk the top-level elements in the negotiated encoding: each needs a real VR
+    (explicit VR) and a value that fits in the bytes received, with nothing left over.
+    """
+    syntax = UID(transfer_syntax)
+    if syntax == DeflatedExplicitVRLittleEndian:
+        try:
+            body = zlib.decompress(body, -zlib.MAX_WBITS)
+        except zlib.error as error:
+            return f"cannot inflate: {error}"
+    fp = BytesIO(body)
+    end = 0
+    try:
+        for element in data_element_generator(fp, syntax.is_implicit_VR, syntax.is_little_endian, defer_size=1024):
+            tag = f"({element.tag >> 16:04X},{element.tag & 0xFFFF:04X})"
+            if not syntax.is_implicit_VR and element.VR not in _VALID_VRS:
+                return f"no valid VR at {tag} for {syntax.name}"
+            end = fp.tell()
+            short = (
+                isinstance(element, RawDataElement)
+                and element.length != 0xFFFFFFFF
+                and element.value is not None
+                and len(element.value) != element.length
+            )
+            if short or end > len(body):
+                return f"value of {tag} runs past the end"
+    except Exception as error:  # the generator's own complaints about broken structure
+        return f"broken structure: {error}"
+    if end != len(body):
+        return f"{len(body) - end} bytes after the last element"
+    return None
+
+
 def _part10(event, calling_ae: str) -> tuple[bytes, bytes]:
     """The file meta (with our source AE recorded) and the dataset bytes as sent."""
     meta = FileMetaDataset(event.file_meta)
@@ -139,6 +185,10 @@ def on_store(event, receiver: Receiver) -> int | Dataset:
         return _status(OUT_OF_RESOURCES, "Out of resources: receive spool below free-disk watermark")
 
     meta, body = _part10(event, calling_ae)
+    problem = encoding_problem(body, event.context.transfer_syntax)
+    if problem is not None:
+        log.error("event=instance.refused reason=malformed sop=%s calling_ae=%s error=%r", sop_uid, calling_ae, problem)
+        return _status(CANNOT_UNDERSTAND, f"Cannot parse dataset: {problem}")
     try:
         ds = pydicom.dcmread(BytesIO(meta + body), stop_before_pixels=True)
         uids = {key: str(ds.get(key, "")) for key in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")}
