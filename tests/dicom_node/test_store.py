@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.uid import JPEG2000Lossless, generate_uid
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 from sqlalchemy import select
 
 from archive.index.models import Job, Series, Study
@@ -22,6 +22,7 @@ from tests.dicom_node.helpers import (
     node_settings,
     push,
     running_node,
+    scu,
     sop_uids,
     spool_files,
     store,
@@ -135,3 +136,21 @@ def test_resent_instance_is_stored_once(small_series, tmp_path, request):
         again = assert_stored(node.archive, files[0], SCU_AE)
         assert (again.pk, again.sha256, again.received_at) == (first[0].pk, first[0].sha256, first[0].received_at)
         assert spool_files(node.archive.settings) == []
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian])
+def test_other_transfer_syntaxes_are_stored_as_sent(syntax, start_node, send_raw, small_series, tmp_path):
+    """An instance in Implicit VR or Deflated Explicit VR is stored in that syntax,
+    its dataset bytes exactly as they came over the wire."""
+    source = pydicom.dcmread(small_series["LIDC-IDRI-0001"][0])
+    source.file_meta.TransferSyntaxUID = syntax
+    path = tmp_path / "recoded.dcm"
+    source.save_as(path, implicit_vr=syntax.is_implicit_VR, little_endian=True, enforce_file_format=True)
+    node = start_node()
+    with association(node.port, ae=scu(SCU_AE, [syntax])) as assoc:
+        assert store(assoc, path).Status == 0x0000
+    assert node.committer.wait_idle(timeout=30)
+    row = assert_stored(node.archive, path, SCU_AE, transfer_syntax=syntax)
+    stored = pydicom.dcmread(node.archive.store.open(row.object_key))
+    assert stored.PatientID == source.PatientID
+    assert (stored.pixel_array == source.pixel_array).all()
