@@ -27,6 +27,11 @@ from dicom_node.series_selection import choose_series
 
 log = logging.getLogger("l3net.stability")
 
+# The pass that writes a job row sends its message right after the commit. Another pass
+# (node and web each run a monitor) looking in between must not send it as well, so the
+# outbox only takes rows older than this: those whose own pass died before sending.
+OUTBOX_GRACE_S = 30.0
+
 
 def _settle(archive: Archive, study: Study, now: datetime) -> str | None:
     """Move one idle study to ``queued`` (with a job) or ``not_analysable``; returns
@@ -80,11 +85,13 @@ def _settle(archive: Archive, study: Study, now: datetime) -> str | None:
     return job.id
 
 
-def flush_outbox(archive: Archive) -> int:
-    """Send the messages of jobs written but never sent (external queues only)."""
+def flush_outbox(archive: Archive, now: datetime | None = None) -> int:
+    """Send the messages of jobs written at least ``OUTBOX_GRACE_S`` ago but never sent
+    (external queues only)."""
     if not is_external(archive.queue):
         return 0
-    jobs = unsent_jobs(archive.sessions)
+    cutoff = (now or utcnow()) - timedelta(seconds=OUTBOX_GRACE_S)
+    jobs = [job for job in unsent_jobs(archive.sessions) if job.created_at <= cutoff]
     for job in jobs:
         archive.queue.send(message_for(job))
         mark_sent(archive.sessions, job.id)
@@ -97,7 +104,7 @@ def settle_idle_studies(archive: Archive, busy: set[str] = frozenset(), now: dat
     with instances still in this process's spool), becomes stable. Returns new job ids."""
     now = now or utcnow()
     cutoff = now - timedelta(seconds=archive.settings.stable_after_s)
-    flush_outbox(archive)
+    flush_outbox(archive, now)
     with archive.sessions() as session:
         idle = session.scalars(
             select(Study).where(Study.state == "receiving", Study.last_received_at <= cutoff)
