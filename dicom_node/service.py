@@ -45,9 +45,21 @@ class Node:
         return self
 
     def stop(self) -> None:
-        """Stop accepting, finish committing what was acknowledged, stop the monitor."""
+        """Stop accepting, end open associations, finish committing what was
+        acknowledged, stop the monitor."""
         if self._server is not None:
-            self._server.shutdown()
+            self._server.shutdown()  # no new associations
+            # Open associations would go on acknowledging instances after the committer
+            # stopped, and their (non-daemon) DUL threads keep the process alive as long
+            # as a peer holds them open. Abort them as pynetdicom's AE.shutdown does, and
+            # let a C-STORE handler that is mid-way finish its spool write and submit.
+            associations = self._server.active_associations
+            for assoc in associations:
+                assoc.abort()
+            for assoc in associations:
+                assoc.join(timeout=30)
+            if associations:
+                log.info("event=node.associations_aborted count=%d", len(associations))
             self._server = None
         self.committer.wait_idle(timeout=60)
         self.committer.stop()
