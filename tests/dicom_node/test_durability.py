@@ -17,7 +17,7 @@ import pytest
 
 from archive.context import open_archive
 from archive.settings import Settings
-from tests.conftest import free_port
+from tests.conftest import REPO, free_port
 from tests.dicom_node.helpers import SCU_AE, assert_stored, association, instance_count, scu, wait_until
 
 STARTUP_S = 60
@@ -36,7 +36,11 @@ class NodeProcess:
             "L3NET_MIN_FREE_DISK_MB": "1",
         }
         with open(log, "a") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "l3net.cli", "node"], env=env, stderr=out, stdout=out)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "l3net.cli", "node"], cwd=REPO, env=env, stderr=out, stdout=out
+            )
+
+    def wait_ready(self) -> None:
         wait_until(self._answers_echo, timeout=STARTUP_S, interval=0.2, what="the node to answer C-ECHO")
 
     def _answers_echo(self) -> bool:
@@ -60,6 +64,7 @@ class NodeProcess:
 def node_process(data_dir: Path, log: Path):
     node = NodeProcess(data_dir, log)
     try:
+        node.wait_ready()
         yield node
     finally:
         node.close()
@@ -90,6 +95,14 @@ class Pusher(threading.Thread):
                     return
                 self.acked.append(str(ds.SOPInstanceUID))
 
+    def start_and_wait(self, acks: int, timeout: float = 120) -> "Pusher":
+        """Start pushing; return once ``acks`` instances are acknowledged."""
+        self.start()
+        wait_until(lambda: len(self.acked) >= acks or not self.is_alive(), timeout=timeout, interval=0.01,
+                   what=f"{acks} acknowledgements")
+        assert len(self.acked) >= acks, self.failed
+        return self
+
 
 def _ready_files(data_dir: Path) -> list[Path]:
     return sorted((data_dir / "spool" / "ready").glob("*.dcm"))
@@ -114,9 +127,7 @@ def _assert_all_acked_stored(data_dir: Path, files: list[Path], acked: list[str]
 def test_kill_9_mid_push_loses_no_acknowledged_instance(lidc_0001, tmp_path):
     data_dir, log = tmp_path / "data", tmp_path / "node.log"
     with node_process(data_dir, log) as node:
-        pusher = Pusher(node.port, lidc_0001)
-        pusher.start()
-        wait_until(lambda: len(pusher.acked) >= 40 or not pusher.is_alive(), timeout=120, what="40 acknowledgements")
+        pusher = Pusher(node.port, lidc_0001).start_and_wait(40)
         node.process.kill()  # SIGKILL: no handler, no flush, no goodbye
         assert node.process.wait(timeout=30) == -signal.SIGKILL
         pusher.join(timeout=60)
@@ -138,9 +149,7 @@ def test_sigterm_stops_cleanly_with_everything_committed(small_series, tmp_path)
     files = [p for series in small_series.values() for p in series]
     data_dir, log = tmp_path / "data", tmp_path / "node.log"
     with node_process(data_dir, log) as node:
-        pusher = Pusher(node.port, files)
-        pusher.start()
-        wait_until(lambda: len(pusher.acked) >= 10 or not pusher.is_alive(), timeout=60, what="10 acknowledgements")
+        pusher = Pusher(node.port, files).start_and_wait(10)
         assert node.stop(signal.SIGTERM, timeout=30) == 0
         pusher.join(timeout=60)
     lines = log.read_text().splitlines()

@@ -7,13 +7,12 @@ import subprocess
 import pytest
 
 from tests.conftest import require_tool
-from tests.dicom_node.helpers import HOST, NODE_AE, SCU_AE, association, node_settings, running_node
+from tests.dicom_node.helpers import HOST, NODE_AE, SCU_AE, association
 
 
 @pytest.fixture
-def node(tmp_path, request):
-    with running_node(node_settings("embedded", tmp_path, request, allowed_calling_aes=["*"])) as node:
-        yield node
+def node(start_node):
+    return start_node(allowed_calling_aes=["*"])
 
 
 def test_echoscu_succeeds(node):

@@ -50,6 +50,13 @@ def ingest(archive, files: list[Path]) -> None:
         assert committer.commit(spool.write(path.read_bytes())) == "new"
 
 
+def ingest_all(archive, small_series: dict[str, list[Path]]) -> dict[str, int]:
+    """Commit the three small studies; returns study UID → generation 1 for each."""
+    for files in small_series.values():
+        ingest(archive, files)
+    return {study_uid(files): 1 for files in small_series.values()}
+
+
 def idle() -> object:
     """A ``now`` at which everything received so far is idle long enough."""
     return utcnow() + timedelta(seconds=STABLE_AFTER_S + 1)
@@ -97,16 +104,15 @@ def assert_one_job_per_study(archive, request, expected: dict[str, int]) -> list
 
 def test_each_stable_study_queues_exactly_one_job(archive_variant, make_archive, small_series, request):
     archive = make_archive(archive_variant)
-    for files in small_series.values():
-        ingest(archive, files)
+    expected = ingest_all(archive, small_series)
     # Not idle yet: nothing happens.
     assert settle_idle_studies(archive, now=utcnow()) == []
-    assert {study(archive, study_uid(f)).state for f in small_series.values()} == {"receiving"}
+    assert {study(archive, uid).state for uid in expected} == {"receiving"}
 
     created = settle_idle_studies(archive, now=idle())
     assert len(created) == 3
     assert settle_idle_studies(archive, now=idle() + timedelta(hours=1)) == []  # and never again
-    rows = assert_one_job_per_study(archive, request, {study_uid(f): 1 for f in small_series.values()})
+    rows = assert_one_job_per_study(archive, request, expected)
     assert sorted(created) == sorted(job.id for job in rows)
     for job in rows:
         row = study(archive, job.study_instance_uid)
@@ -185,8 +191,7 @@ def test_study_without_eligible_series_is_not_analysable(changes, reason, make_a
 
 def test_racing_passes_create_one_job_per_study(archive_variant, make_archive, small_series, request):
     archive = make_archive(archive_variant)
-    for files in small_series.values():
-        ingest(archive, files)
+    expected = ingest_all(archive, small_series)
     now = idle()
     start = threading.Barrier(4)
     results: list[list[str]] = []
@@ -207,7 +212,7 @@ def test_racing_passes_create_one_job_per_study(archive_variant, make_archive, s
     assert not any(thread.is_alive() for thread in threads)
     assert errors == []
     assert sorted(job for result in results for job in result) == sorted(job.id for job in jobs(archive))
-    assert_one_job_per_study(archive, request, {study_uid(f): 1 for f in small_series.values()})
+    assert_one_job_per_study(archive, request, expected)
 
 
 def test_busy_study_is_not_settled(make_archive, small_series, request):

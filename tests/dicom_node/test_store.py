@@ -19,9 +19,7 @@ from tests.dicom_node.helpers import (
     assert_stored,
     association,
     instance_count,
-    node_settings,
     push,
-    running_node,
     scu,
     sop_uids,
     spool_files,
@@ -60,31 +58,31 @@ def _check_landed(node, files: list[Path], calling_ae: str, request, variant: st
         assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "0"
 
 
-def test_pynetdicom_push_lands_byte_identical(archive_variant, small_series, tmp_path, request):
+def test_pynetdicom_push_lands_byte_identical(archive_variant, start_node, small_series, request):
     files = _all(small_series)
-    with running_node(node_settings(archive_variant, tmp_path, request)) as node:
-        statuses = push(node.port, files, SCU_AE)
-        assert list(statuses.values()) == [0x0000] * len(files)
-        assert set(statuses) == {sop_uids(path)[2] for path in files}
-        _check_landed(node, files, SCU_AE, request, archive_variant)
+    node = start_node(archive_variant)
+    statuses = push(node.port, files, SCU_AE)
+    assert list(statuses.values()) == [0x0000] * len(files)
+    assert set(statuses) == {sop_uids(path)[2] for path in files}
+    _check_landed(node, files, SCU_AE, request, archive_variant)
 
 
-def test_storescu_push_lands_byte_identical(archive_variant, small_series, tmp_path, request):
+def test_storescu_push_lands_byte_identical(archive_variant, start_node, small_series, request):
     files = _all(small_series)
-    with running_node(node_settings(archive_variant, tmp_path, request)) as node:
-        storescu(node.port, files, STORESCU_AE)
-        _check_landed(node, files, STORESCU_AE, request, archive_variant)
+    node = start_node(archive_variant)
+    storescu(node.port, files, STORESCU_AE)
+    _check_landed(node, files, STORESCU_AE, request, archive_variant)
 
 
 @pytest.mark.slow
-def test_storescu_full_lidc_series(lidc_0001, tmp_path, request):
-    with running_node(node_settings("embedded", tmp_path, request)) as node:
-        storescu(node.port, lidc_0001, STORESCU_AE)
-        _check_landed(node, lidc_0001, STORESCU_AE, request, "embedded")
-        with node.archive.sessions() as session:
-            (series,) = session.scalars(select(Series)).all()
-        assert series.number_of_instances == 133
-        assert series.modality == "CT"
+def test_storescu_full_lidc_series(start_node, lidc_0001, request):
+    node = start_node("embedded")
+    storescu(node.port, lidc_0001, STORESCU_AE)
+    _check_landed(node, lidc_0001, STORESCU_AE, request, "embedded")
+    with node.archive.sessions() as session:
+        (series,) = session.scalars(select(Series)).all()
+    assert series.number_of_instances == 133
+    assert series.modality == "CT"
 
 
 def _with_uids(sources: list[Path], folder: Path) -> list[Path]:
@@ -104,38 +102,38 @@ def _with_uids(sources: list[Path], folder: Path) -> list[Path]:
     return copies
 
 
-def test_storescu_jpeg2000_is_kept_compressed(shared_data, tmp_path, request):
+def test_storescu_jpeg2000_is_kept_compressed(start_node, shared_data, tmp_path):
     sources = sorted((shared_data / "ct" / "abdomen-j2k").iterdir())
     assert len(sources) == 20
     files = _with_uids(sources, tmp_path / "j2k")
     assert pydicom.dcmread(files[0]).file_meta.TransferSyntaxUID == JPEG2000Lossless
-    with running_node(node_settings("embedded", tmp_path, request)) as node:
-        # -xv: propose JPEG 2000 lossless (besides uncompressed), as a PACS sending
-        # compressed studies does; the node must accept it and keep it compressed.
-        storescu(node.port, files, STORESCU_AE, options=("-xv",))
-        assert node.committer.wait_idle(timeout=60)
-        rows = [assert_stored(node.archive, path, STORESCU_AE, transfer_syntax=JPEG2000Lossless) for path in files]
-        assert {row.transfer_syntax_uid for row in rows} == {"1.2.840.10008.1.2.4.90"}
-        # Still decodable as it is stored (what the analysis will do).
-        stored = pydicom.dcmread(node.archive.store.open(rows[0].object_key))
-        original = pydicom.dcmread(files[0])
-        assert stored.file_meta.TransferSyntaxUID == JPEG2000Lossless
-        assert (stored.pixel_array == original.pixel_array).all()
+    node = start_node("embedded")
+    # -xv: propose JPEG 2000 lossless (besides uncompressed), as a PACS sending
+    # compressed studies does; the node must accept it and keep it compressed.
+    storescu(node.port, files, STORESCU_AE, options=("-xv",))
+    assert node.committer.wait_idle(timeout=60)
+    rows = [assert_stored(node.archive, path, STORESCU_AE, transfer_syntax=JPEG2000Lossless) for path in files]
+    assert {row.transfer_syntax_uid for row in rows} == {"1.2.840.10008.1.2.4.90"}
+    # Still decodable as it is stored (what the analysis will do).
+    stored = pydicom.dcmread(node.archive.store.open(rows[0].object_key))
+    original = pydicom.dcmread(files[0])
+    assert stored.file_meta.TransferSyntaxUID == JPEG2000Lossless
+    assert (stored.pixel_array == original.pixel_array).all()
 
 
-def test_resent_instance_is_stored_once(small_series, tmp_path, request):
+def test_resent_instance_is_stored_once(start_node, small_series):
     files = small_series["LIDC-IDRI-0003"][:3]
-    with running_node(node_settings("embedded", tmp_path, request)) as node:
-        assert set(push(node.port, files).values()) == {0x0000}
-        assert node.committer.wait_idle(timeout=60)
-        first = [assert_stored(node.archive, path, SCU_AE) for path in files]
-        with association(node.port) as assoc:
-            assert store(assoc, pydicom.dcmread(files[0])).Status == 0x0000
-        assert node.committer.wait_idle(timeout=60)
-        assert instance_count(node.archive) == len(files)
-        again = assert_stored(node.archive, files[0], SCU_AE)
-        assert (again.pk, again.sha256, again.received_at) == (first[0].pk, first[0].sha256, first[0].received_at)
-        assert spool_files(node.archive.settings) == []
+    node = start_node("embedded")
+    assert set(push(node.port, files).values()) == {0x0000}
+    assert node.committer.wait_idle(timeout=60)
+    first = [assert_stored(node.archive, path, SCU_AE) for path in files]
+    with association(node.port) as assoc:
+        assert store(assoc, pydicom.dcmread(files[0])).Status == 0x0000
+    assert node.committer.wait_idle(timeout=60)
+    assert instance_count(node.archive) == len(files)
+    again = assert_stored(node.archive, files[0], SCU_AE)
+    assert (again.pk, again.sha256, again.received_at) == (first[0].pk, first[0].sha256, first[0].received_at)
+    assert spool_files(node.archive.settings) == []
 
 
 @pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian])
