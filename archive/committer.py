@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from archive.context import Archive
 from archive.index.record import find_instance, record_instance
+from archive.ingest import owner_group_of
 from archive.keys import instance_key
 from archive.spool import Spool
 from archive.uids import InvalidUID
@@ -162,7 +163,7 @@ class Committer:
                 transfer_syntax,
                 source_ae,
                 self.spool.received_at(path),
-                owner_group=settings.owner_groups_by_ae.get(source_ae),
+                owner_group=owner_group_of(ds.file_meta, settings.owner_groups_by_ae),
             )
         self.spool.remove(path)
         log.info(

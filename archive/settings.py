@@ -65,6 +65,30 @@ class Settings(BaseSettings):
     http_host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
     http_port: int = Field(8080, description="Port the HTTP server listens on.")
     auth: Literal["none", "cognito"] = Field("none", description="'none' (loopback only) or 'cognito'.")
+    auth_allow_insecure: bool = Field(
+        False, description="Allow auth 'none' on a non-loopback HTTP address (anyone who can reach it has full access)."
+    )
+    cognito_region: str | None = Field(None, description="Region of the Cognito user pool; default aws_region.")
+    cognito_user_pool_id: str | None = Field(None, description="Cognito user pool id (e.g. eu-west-1_AbCdEf123).")
+    cognito_client_id: str | None = Field(None, description="App client id that access tokens must carry.")
+    cognito_jwks_url: str | None = Field(
+        None, description="JWKS URL; default {issuer}/.well-known/jwks.json (override for tests and private endpoints)."
+    )
+    role_groups: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=lambda: {"viewer": "viewer", "uploader": "uploader", "admin": "admin"},
+        description="Comma-separated role=group pairs: which cognito:groups entry grants viewer, uploader, admin.",
+    )
+    stow_owner_group: str | None = Field(
+        None, description="Owning group of STOW-RS uploads by a user who has no group besides role groups."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated origins (the viewer's) allowed by CORS."
+    )
+    public_url: str | None = Field(
+        None, description="External base URL (https://host) for RetrieveURL and BulkDataURI; default from each request."
+    )
+    stow_max_bytes: int = Field(1 << 30, description="Largest STOW-RS request body; larger ones get 413.")
+    qido_max_limit: int = Field(1000, description="Most results one QIDO-RS response returns.")
 
     @field_validator("allowed_calling_aes", mode="before")
     @classmethod
@@ -73,7 +97,14 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("owner_groups_by_ae", mode="before")
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("owner_groups_by_ae", "role_groups", mode="before")
     @classmethod
     def _split_pairs(cls, value: object) -> object:
         if isinstance(value, str):
@@ -89,6 +120,14 @@ class Settings(BaseSettings):
     @property
     def resolved_object_store(self) -> str:
         return self.object_store or str(self.data_dir.resolve() / "objects")
+
+    @property
+    def cognito_issuer(self) -> str | None:
+        """The ``iss`` claim Cognito puts in this pool's tokens."""
+        if not self.cognito_user_pool_id:
+            return None
+        region = self.cognito_region or self.aws_region
+        return f"https://cognito-idp.{region}.amazonaws.com/{self.cognito_user_pool_id}"
 
     @property
     def resolved_spool_dir(self) -> Path:

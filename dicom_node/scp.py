@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import logging
 import socket
-import zlib
 from dataclasses import dataclass, field
 from io import BytesIO
 
 import pydicom
-from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filereader import data_element_generator
 from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
-from pydicom.valuerep import VR
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from archive.committer import Committer
+# Shared with STOW-RS, so both receivers accept and refuse alike.
+from archive.ingest import ACCEPTED_TRANSFER_SYNTAXES, encoding_problem
 from archive.settings import Settings
 from archive.spool import Spool
 from archive.uids import is_valid_uid
@@ -32,22 +29,6 @@ from dicom_node.access import AllowEntry, check_association
 
 log = logging.getLogger("l3net.node")
 
-# The transfer syntaxes we accept (PS3.5 Annex A): uncompressed, deflated, and the
-# compressed ones our decoders (pylibjpeg, GDCM) can read for analysis.
-ACCEPTED_TRANSFER_SYNTAXES = [
-    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
-    "1.2.840.10008.1.2",  # Implicit VR Little Endian
-    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
-    "1.2.840.10008.1.2.4.50",  # JPEG Baseline (Process 1)
-    "1.2.840.10008.1.2.4.51",  # JPEG Extended (Process 2 & 4)
-    "1.2.840.10008.1.2.4.57",  # JPEG Lossless (Process 14)
-    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
-    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
-    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
-    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
-    "1.2.840.10008.1.2.4.91",  # JPEG 2000
-    "1.2.840.10008.1.2.5",  # RLE Lossless
-]
 assert set(ACCEPTED_TRANSFER_SYNTAXES) <= set(ALL_TRANSFER_SYNTAXES)
 
 # C-STORE statuses (PS3.4 Annex B.2.3 / PS3.7 Annex C).
@@ -124,47 +105,6 @@ def on_aborted(event) -> None:
 def on_echo(event) -> int:
     log.info("event=echo calling_ae=%s", event.assoc.requestor.ae_title)
     return SUCCESS
-
-
-_VALID_VRS = frozenset(vr.value for vr in VR if len(vr.value) == 2)
-
-
-def encoding_problem(body: bytes, transfer_syntax: str) -> str | None:
-    """Why ``body`` is not a data set encoded in ``transfer_syntax`` (PS3.5 §7), or None.
-
-    pydicom reads leniently: garbage comes out as a few odd elements (it even switches
-    to implicit VR when explicit was negotiated), which would then pass as a data set
-    merely lacking its UIDs (0xA900) instead of one we cannot understand (0xC000). So
-    walk the top-level elements in the negotiated encoding: each needs a real VR
-    (explicit VR) and a value that fits in the bytes received, with nothing left over.
-    """
-    syntax = UID(transfer_syntax)
-    if syntax == DeflatedExplicitVRLittleEndian:
-        try:
-            body = zlib.decompress(body, -zlib.MAX_WBITS)
-        except zlib.error as error:
-            return f"cannot inflate: {error}"
-    fp = BytesIO(body)
-    end = 0
-    try:
-        for element in data_element_generator(fp, syntax.is_implicit_VR, syntax.is_little_endian, defer_size=1024):
-            tag = f"({element.tag >> 16:04X},{element.tag & 0xFFFF:04X})"
-            if not syntax.is_implicit_VR and element.VR not in _VALID_VRS:
-                return f"no valid VR at {tag} for {syntax.name}"
-            end = fp.tell()
-            short = (
-                isinstance(element, RawDataElement)
-                and element.length != 0xFFFFFFFF
-                and element.value is not None
-                and len(element.value) != element.length
-            )
-            if short or end > len(body):
-                return f"value of {tag} runs past the end"
-    except Exception as error:  # the generator's own complaints about broken structure
-        return f"broken structure: {error}"
-    if end != len(body):
-        return f"{len(body) - end} bytes after the last element"
-    return None
 
 
 def _part10(event, calling_ae: str) -> tuple[bytes, bytes]:
