@@ -20,7 +20,7 @@ from pydicom.uid import (
 )
 from pynetdicom.sop_class import CTImageStorage
 
-from dicom_node.scp import encoding_problem
+from archive.ingest import encoding_problem
 from tests.dicom_node.helpers import (
     SCU_AE,
     STORESCU_AE,

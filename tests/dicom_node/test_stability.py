@@ -273,6 +273,7 @@ def test_monitor_survives_errors_and_stops(make_archive, small_series, caplog):
 # -- end to end, through a running node ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_node_queues_one_job_per_stable_study(archive_variant, start_node, small_series, request):
     node = start_node(archive_variant, stable_after_s=1.0, min_series_slices=10)
     archive = node.archive
