@@ -86,8 +86,8 @@ def _settle(archive: Archive, study: Study, now: datetime) -> str | None:
 
 
 def flush_outbox(archive: Archive, now: datetime | None = None) -> int:
-    """Send the messages of jobs written at least ``OUTBOX_GRACE_S`` ago but never sent
-    (external queues only)."""
+    """Send the messages of jobs written at least ``OUTBOX_GRACE_S`` before ``now`` (the
+    wall clock, which stamps ``created_at``) but never sent (external queues only)."""
     if not is_external(archive.queue):
         return 0
     cutoff = (now or utcnow()) - timedelta(seconds=OUTBOX_GRACE_S)
@@ -102,9 +102,9 @@ def flush_outbox(archive: Archive, now: datetime | None = None) -> int:
 def settle_idle_studies(archive: Archive, busy: set[str] = frozenset(), now: datetime | None = None) -> list[str]:
     """One pass: every ``receiving`` study idle long enough, and not in ``busy`` (studies
     with instances still in this process's spool), becomes stable. Returns new job ids."""
+    flush_outbox(archive)  # on the wall clock, whatever ``now`` a test passes
     now = now or utcnow()
     cutoff = now - timedelta(seconds=archive.settings.stable_after_s)
-    flush_outbox(archive, now)
     with archive.sessions() as session:
         idle = session.scalars(
             select(Study).where(Study.state == "receiving", Study.last_received_at <= cutoff)
