@@ -33,6 +33,11 @@ AeTitle = typer.Option(None, "--ae-title", help="Our AE title (env L3NET_AE_TITL
 HttpHost = typer.Option(None, "--http-host", help="HTTP listen address (env L3NET_HTTP_HOST; default 127.0.0.1).")
 HttpPort = typer.Option(None, "--http-port", help="HTTP port (env L3NET_HTTP_PORT; default 8080).")
 LogLevel = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR.")
+AllowInsecure = typer.Option(
+    None,
+    "--allow-insecure-no-auth/--no-allow-insecure-no-auth",
+    help="Serve HTTP without authorization on a non-loopback address (env L3NET_AUTH_ALLOW_INSECURE; default off).",
+)
 
 
 def _settings(**flags) -> Settings:
@@ -48,7 +53,12 @@ def _run(parts: list[str], settings: Settings, log_level: str) -> None:
         ",".join(parts), settings.data_dir.resolve(), archive.engine.url.render_as_string(hide_password=True),
         archive.store.describe(), archive.queue.describe(),
     )
-    starters = {"node": start_node, "web": start_web, "worker": start_worker}
+    starters = {
+        "node": start_node,
+        # Without a node beside it, the web part runs the stability monitor itself.
+        "web": lambda archive: start_web(archive, stability_monitor="node" not in parts),
+        "worker": start_worker,
+    }
     started = []
     try:
         for part in parts:
@@ -71,12 +81,13 @@ def serve(
     ae_title: Optional[str] = AeTitle,
     http_host: Optional[str] = HttpHost,
     http_port: Optional[int] = HttpPort,
+    allow_insecure_no_auth: Optional[bool] = AllowInsecure,
     log_level: str = LogLevel,
 ) -> None:
     """Run node, web and worker together in one process (the embedded stack)."""
     settings = _settings(
         data_dir=data_dir, dicom_host=dicom_host, dicom_port=dicom_port, ae_title=ae_title,
-        http_host=http_host, http_port=http_port,
+        http_host=http_host, http_port=http_port, auth_allow_insecure=allow_insecure_no_auth,
     )
     _run(["node", "web", "worker"], settings, log_level)
 
@@ -99,10 +110,14 @@ def web(
     data_dir: Optional[Path] = DataDir,
     http_host: Optional[str] = HttpHost,
     http_port: Optional[int] = HttpPort,
+    allow_insecure_no_auth: Optional[bool] = AllowInsecure,
     log_level: str = LogLevel,
 ) -> None:
-    """Run only the HTTP server (DICOMweb, analysis API, health)."""
-    _run(["web"], _settings(data_dir=data_dir, http_host=http_host, http_port=http_port), log_level)
+    """Run only the HTTP server: DICOMweb (QIDO-RS, WADO-RS, STOW-RS), analysis API, health, metrics."""
+    settings = _settings(
+        data_dir=data_dir, http_host=http_host, http_port=http_port, auth_allow_insecure=allow_insecure_no_auth
+    )
+    _run(["web"], settings, log_level)
 
 
 @app.command()

@@ -30,12 +30,36 @@ def start_node(archive: Archive) -> Part:
     return Part("node", node.stop)
 
 
-def start_web(archive: Archive) -> Part:
+def start_web(archive: Archive, stability_monitor: bool = False) -> Part:
+    """HTTP: DICOMweb, the analysis API, health and metrics, with the STOW-RS receive path.
+
+    STOW-RS uploads get their own spool folder (``{spool_dir}/stow``) and committer, so
+    the web process never commits the node's files. With ``stability_monitor`` (``l3net
+    web`` without a node in the process) it also runs the study-stability monitor, so
+    uploaded studies become stable and get their job; two monitors over one index are
+    safe (exactly-once comes from the database)."""
+    from archive.committer import Committer
+    from archive.spool import Spool
     from dicomweb.app import create_app
+    from dicomweb.stow_ingest import StowIngest
 
     settings = archive.settings
+    spool = Spool(settings.resolved_spool_dir / "stow")
+    committer = Committer(archive, spool)
+    app = create_app(archive, StowIngest(settings, spool, committer))  # refuses an unsafe exposure first
+    committer.replay()
+    committer.start()
+    stop_monitor = threading.Event()
+    monitor = None
+    if stability_monitor:
+        from dicom_node.stability import run_monitor
+
+        monitor = threading.Thread(
+            target=run_monitor, args=(archive, committer.pending_studies, stop_monitor), name="stability", daemon=True
+        )
+        monitor.start()
     config = uvicorn.Config(
-        create_app(archive),
+        app,
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,  # our logfmt handler on the root logger
@@ -45,11 +69,16 @@ def start_web(archive: Archive) -> Part:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="web", daemon=True)
     thread.start()
-    log.info("event=web.listening host=%s port=%d", settings.http_host, settings.http_port)
+    log.info("event=web.listening host=%s port=%d auth=%s", settings.http_host, settings.http_port, settings.auth)
 
     def stop() -> None:
         server.should_exit = True
         thread.join(timeout=30)
+        committer.wait_idle(timeout=60)
+        committer.stop()
+        stop_monitor.set()
+        if monitor is not None:
+            monitor.join()
 
     return Part("web", stop)
 

@@ -124,3 +124,24 @@ def current_generation(sessions: sessionmaker[Session], study_uid: str) -> int |
 
     with sessions() as session:
         return session.scalar(select(Study.generation).where(Study.study_instance_uid == study_uid))
+
+
+RERUNNABLE = ("failed", "dead")
+
+
+def requeue(sessions: sessionmaker[Session], job_id: str, sent: bool) -> Job | None:
+    """Queue a failed or dead job again from its first attempt (an administrator's
+    re-run). The job keeps its id, study generation and last error until it runs.
+    Returns the job, or None when it is not in a re-runnable state (a conditional
+    UPDATE, so two re-runs at once queue it only once). ``sent`` as for :func:`create_job`."""
+    now = utcnow()
+    with sessions.begin() as session:
+        changed = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state.in_(RERUNNABLE), Job.superseded_by.is_(None))
+            .values(
+                state="queued", attempts=0, visible_at=now, updated_at=now, lease_token=None,
+                started_at=None, finished_at=None, sent_at=now if sent else None,
+            )
+        ).rowcount
+        return session.get(Job, job_id) if changed == 1 else None
