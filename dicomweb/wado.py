@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from sqlalchemy.orm import Session
 
+from archive.index.record import BULK_THRESHOLD
 from archive.objectstore import ObjectStore
 from dicomweb import multipart
 from dicomweb.auth import Principal, require
@@ -31,6 +32,7 @@ from dicomweb.pixels import frames_response
 router = APIRouter(prefix=PREFIX, tags=["WADO-RS"])
 
 _CHUNK = 1 << 20
+_BINARY_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
 _RETRIEVE = {
     200: {"description": 'multipart/related; type="application/dicom"', "content": {"multipart/related": {}}},
     400: {"description": "Invalid UID"},
@@ -163,9 +165,11 @@ def bulk_data(study: str, series: str, instance: str, tag: str, accept: str | No
         raise not_acceptable(accept, f'multipart/related; type="{OCTETS}"')
     ds = pydicom.dcmread(io.BytesIO(ctx.archive.store.get_bytes(target.instance.object_key)))
     element = _find_element(ds, number)
-    if element is None or element.VR == "SQ":
+    value = None if element is None or element.VR == "SQ" else (
+        element.value if isinstance(element.value, bytes) else ds_value_bytes(element))
+    # Only what the metadata offers as bulk data: binary values, or values too long to inline.
+    if value is None or (element.VR not in _BINARY_VRS and len(value) <= BULK_THRESHOLD):
         raise HTTPException(404, f"instance has no bulk data element {tag}")
-    value = element.value if isinstance(element.value, bytes) else ds_value_bytes(element)
     boundary = multipart.new_boundary()
     body = b"".join(multipart.stream([({"Content-Type": OCTETS}, iter((value,)))], boundary))
     return Response(body, media_type=multipart.content_type(OCTETS, boundary))
