@@ -63,6 +63,18 @@ def parse(raw: bytes | mmap.mmap, boundary: str) -> list[Part]:
     if not boundary or len(boundary) > 70:
         raise MalformedMultipart("the Content-Type has no usable boundary parameter")
     view = memoryview(raw)
+    parts: list[Part] = []
+    try:
+        return _split(raw, view, boundary, parts)
+    except BaseException:
+        # Views pin a memory map open; let go of them before the error travels up.
+        for part in parts:
+            part.content.release()
+        view.release()
+        raise
+
+
+def _split(raw: bytes | mmap.mmap, view: memoryview, boundary: str, parts: list[Part]) -> list[Part]:
     dash = b"--" + boundary.encode("latin-1")
     # The first delimiter may open the body; every later one follows a CRLF.
     if raw[: len(dash)] == dash:
@@ -72,7 +84,6 @@ def parse(raw: bytes | mmap.mmap, boundary: str) -> list[Part]:
         if position < 0:
             raise MalformedMultipart("no boundary delimiter found in the body")
         position += 2
-    parts: list[Part] = []
     while True:
         after = position + len(dash)
         if raw[after : after + 2] == b"--":

@@ -108,13 +108,16 @@ def _process(ctx: WebContext, who: Principal, db: Session, body, size: int, boun
         groups = None if who.is_admin else who.groups
         stored: list[Stored] = []
         failed: list[Refused] = []
-        for number, part in enumerate(parts, 1):
-            if part.media_type not in (DICOM, ""):
-                failed.append(Refused(CANNOT_UNDERSTAND, f"part {number} is {part.media_type}, not {DICOM}"))
-            else:
-                outcome = stow.store(bytes(part.content), db, study, owner, groups)
-                (stored if isinstance(outcome, Stored) else failed).append(outcome)
-            part.content.release()
+        try:
+            for number, part in enumerate(parts, 1):
+                if part.media_type not in (DICOM, ""):
+                    failed.append(Refused(CANNOT_UNDERSTAND, f"part {number} is {part.media_type}, not {DICOM}"))
+                else:
+                    outcome = stow.store(bytes(part.content), db, study, owner, groups)
+                    (stored if isinstance(outcome, Stored) else failed).append(outcome)
+        finally:
+            for part in parts:  # the map cannot close while views of it remain
+                part.content.release()
     _wait_committed(stored)
 
     response = Dataset()

@@ -128,7 +128,7 @@ class StowIngest:
         (or, by SOP Instance UID, replace an instance of) a study of another group."""
         refuse = lambda why: Refused(PROCESSING_FAILURE, why, checked.sop_class_uid, checked.sop_uid)  # noqa: E731
         if target_study is not None and checked.study_uid != target_study:
-            return Refused(0xA900, f"Study Instance UID {checked.study_uid} differs from the request's {target_study}",
+            return Refused(0xA900, f"Study Instance UID differs from the request's: {checked.study_uid}",
                            checked.sop_class_uid, checked.sop_uid)
         if visible_groups is None:
             return None
