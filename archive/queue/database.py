@@ -85,8 +85,9 @@ class DatabaseJobQueue:
                     )
                 ).rowcount
                 if taken == 1:
-                    job.attempts += 1
-                    return Lease(message_for(job), job.attempts, token)
+                    # The ORM UPDATE already synchronised job.attempts in this session; adding
+                    # one more here was flushed at commit, counting each delivery twice.
+                    return Lease(message_for(job), seen["attempts"] + 1, token)
         return None
 
     def _guarded(self, lease: Lease, **values) -> None:
