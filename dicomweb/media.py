@@ -97,6 +97,8 @@ def negotiate_instances(accept: str | None, stored: set[str]) -> str | None:
     transfer syntax to send, or None for "each as stored". ``stored``: the transfer
     syntaxes of the instances to send. We transcode to Explicit VR Little Endian only."""
     for media in accepted(accept):
+        if media.type == "multipart/related" and media.part_type in ("*/*", "*"):
+            return None  # parts of any type: as stored
         if media.type in ("*/*", "multipart/*") or (media.type == "multipart/related" and media.part_type in (None, DICOM)):
             wanted = media.transfer_syntax or EXPLICIT_LE
         elif media.type == DICOM:  # a bare application/dicom: the same, in one multipart body
@@ -130,6 +132,9 @@ def negotiate_frames(accept: str | None, stored: str) -> FrameChoice:
     for media in accepted(accept):
         if media.type in ("*/*", "multipart/*"):
             return FrameChoice(False, OCTETS)
+        if media.type == "multipart/related" and media.part_type in ("*/*", "*"):
+            # Parts of any type: the frames as they are, labelled with their syntax.
+            return FrameChoice(True, stored_media if encapsulated else OCTETS)
         if media.type == "multipart/related":
             part = media.part_type or OCTETS
         elif media.type in (OCTETS, "image/jpeg", "image/jls", "image/jp2", "image/dicom-rle", "image/x-dicom-rle"):
