@@ -129,12 +129,14 @@ class Target:
 
     name: str
     root: str
+    process: subprocess.Popen
 
     def load(self, files: list[bytes]) -> float:
         raise NotImplementedError
 
     def stop(self) -> None:
-        raise NotImplementedError
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(60)
 
 
 class L3net(Target):
@@ -164,10 +166,6 @@ class L3net(Target):
             with ThreadPoolExecutor(2) as pool:
                 list(pool.map(post, batches))
         return time.perf_counter() - start
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(60)
 
 
 class Orthanc(Target):
@@ -204,8 +202,7 @@ class Orthanc(Target):
         return time.perf_counter() - start
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(60)
+        super().stop()
         self.log.close()
 
 

@@ -110,3 +110,19 @@ def cognito_server(tmp_path_factory, library, jwks_url):
     with running_server(cognito_settings(tmp_path_factory.mktemp("cognito"), jwks_url)) as server:
         _load(server, library)
         yield server
+
+
+@pytest.fixture
+def without_objects(fresh_server, library):
+    """``without_objects(name)`` → (server, (study, series, sops)): a server whose archive
+    held the named set and then lost every object, so whatever still answers in full
+    read only the index."""
+
+    def make(name: str):
+        server = fresh_server()
+        ingest(server, library.files[name], None)
+        for key in list(server.archive.store.list("studies/")):
+            server.archive.store.delete(key)
+        return server, library.uids(name)
+
+    return make

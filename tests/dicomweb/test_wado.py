@@ -88,14 +88,8 @@ def test_series_metadata_has_every_instance_with_absolute_bulk_uris(open_server,
     assert [m["00080018"]["Value"][0] for m in one] == [sops[0]]
 
 
-def test_metadata_needs_no_object_read(fresh_server, library):
-    from tests.dicomweb.helpers import ingest
-
-    server = fresh_server()
-    ingest(server, library.files["lidc2"], None)
-    for key in list(server.archive.store.list("studies/")):
-        server.archive.store.delete(key)
-    study, series, sops = library.uids("lidc2")
+def test_metadata_needs_no_object_read(without_objects):
+    server, (study, series, sops) = without_objects("lidc2")
     metadata = _get(server, f"/studies/{study}/series/{series}/metadata").json()
     assert len(metadata) == len(sops)
 
