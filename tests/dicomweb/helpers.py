@@ -73,14 +73,16 @@ def running_server(settings) -> Iterator[Server]:
         archive.close()
 
 
-def ingest(server: Server, paths: list[Path], owner_group: str | None = None) -> None:
+def ingest(server: Server, paths: list[Path], owner_group: str | None = None, source_ae: str | None = None) -> None:
     """Put files through the spool and committer (the path C-STORE uses), marked as
-    owned by ``owner_group``; returns once they are committed."""
+    owned by ``owner_group`` or as sent by ``source_ae``; returns once they are committed."""
     spool = server.committer.spool
     for path in paths:
         data = path.read_bytes()
         meta, start = split_part10(data)
         mark_owner_group(meta, owner_group)
+        if source_ae:
+            meta.SourceApplicationEntityTitle = source_ae
         head = BytesIO()
         head.write(b"\x00" * 128 + b"DICM")
         write_file_meta_info(head, meta, enforce_standard=True)

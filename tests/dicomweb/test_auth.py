@@ -17,7 +17,7 @@ from dicomweb.app import create_app
 from dicomweb.auth import InsecureExposure
 from tests.dicomweb.conftest import cognito_settings
 from tests.conftest import free_port
-from tests.dicomweb.helpers import CLIENT_ID, ISSUER, Keys, jwks_server, running_server
+from tests.dicomweb.helpers import CLIENT_ID, ISSUER, Keys, ingest, jwks_server, running_server
 
 VIEWER_A = ["radiology-a", "l3net-viewer"]
 
@@ -134,6 +134,17 @@ def test_uploads_belong_to_the_uploaders_group(fresh_server, keys, jwks_url, lib
         assert response.status_code == 200, response.text
         assert _patients(server, keys.token(["cardiology", "l3net-viewer"])) == {"SYN-3"}
         assert _patients(server, keys.token(["oncology", "l3net-viewer"])) == set()
+
+
+def test_dimse_studies_belong_to_the_group_of_the_sending_ae(tmp_path, jwks_url, keys, library):
+    settings = cognito_settings(tmp_path, jwks_url, owner_groups_by_ae={"PACS1": "radiology-a", "PACS2": "radiology-b"})
+    with running_server(settings) as server:
+        ingest(server, library.files["lidc1"], source_ae="PACS1")
+        ingest(server, library.files["lidc2"], source_ae="PACS2")
+        ingest(server, library.files["smith"], source_ae="UNMAPPED")
+        assert _patients(server, keys.token(VIEWER_A)) == {"LIDC-IDRI-0001"}
+        assert _patients(server, keys.token(["radiology-b", "l3net-viewer"])) == {"LIDC-IDRI-0002"}
+        assert len(_patients(server, keys.token(["l3net-admin"]))) == 3  # an unowned study: admins only
 
 
 def test_signing_keys_are_fetched_once_and_cached(tmp_path, library):
