@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup system-deps bench-ingest clean
+.PHONY: run test setup system-deps bench-ingest bench-dicomweb clean
 
 run: setup
 	$(VENV)/bin/l3net serve
@@ -39,6 +39,12 @@ system-deps:
 
 bench-ingest: setup system-deps
 	$(PY) bench/ingest/run.py
+
+# Orthanc and its DICOMweb plugin are the peer of this benchmark only; the tests don't need them.
+bench-dicomweb: setup
+	@if [ "$$(id -u)" = 0 ] && ! command -v Orthanc >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb; fi
+	$(PY) bench/dicomweb/run.py
 
 clean:
 	rm -rf $(VENV) l3net-data .pytest_cache
