@@ -8,7 +8,6 @@ nothing and duplicates nothing.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import threading
@@ -23,18 +22,12 @@ from archive.context import Archive
 from archive.index.record import find_instance, record_instance
 from archive.ingest import owner_group_of
 from archive.keys import instance_key
+from archive.objectstore.base import sha256_file
 from archive.spool import Spool
 from archive.uids import InvalidUID
 
 log = logging.getLogger("l3net.committer")
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as src:
-        while chunk := src.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Committer:
@@ -139,7 +132,7 @@ class Committer:
             log.error("event=commit.rejected file=%s reason=%r", path.name, str(error))
             return "rejected"
 
-        digest = _sha256(path)
+        digest = sha256_file(path)
         source_ae = str(ds.file_meta.get("SourceApplicationEntityTitle", "")).strip()
         with self.archive.sessions() as session:
             existing = find_instance(session, str(ds.SOPInstanceUID))

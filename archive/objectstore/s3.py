@@ -19,15 +19,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from archive.objectstore.base import ObjectNotFound, StoredObject
+from archive.objectstore.base import ObjectNotFound, StoredObject, sha256_file
 
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as src:
-        while chunk := src.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -69,7 +62,7 @@ class S3ObjectStore:
     def put_file(self, key: str, path: Path, sha256: str | None = None) -> StoredObject:
         path = Path(path)
         size = path.stat().st_size
-        digest = sha256 or _sha256_file(path)
+        digest = sha256 or sha256_file(path)
         self.client.upload_file(
             str(path),
             self.bucket,
