@@ -60,6 +60,17 @@ class Settings(BaseSettings):
     job_visibility_timeout_s: float = Field(300.0, description="Lease of a taken job before it is redelivered.")
     job_max_attempts: int = Field(3, description="Deliveries before a job is dead-lettered.")
     engine: str = Field("densitometry", description="Analysis engine queued jobs ask for.")
+    unet_weights: str | None = Field(
+        None, description="L3-net UNet checkpoint: a file path or s3://bucket/key (engine 'l3net')."
+    )
+    unet_phase: str = Field("3", description="L3-net model phase of the checkpoint: 1, 2 or 3.")
+    unet_device: str | None = Field(None, description="Torch device for the UNet; default cuda when present, else cpu.")
+    unet_fallback: bool = Field(
+        False, description="When the UNet cannot run (no weights, no torch), use densitometry instead of failing."
+    )
+    unet_threshold: float = Field(
+        0.8, description="Connected-component cleanup: keep opacity components whose peak probability reaches this."
+    )
 
     # -- web ---------------------------------------------------------------------
     http_host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
