@@ -11,7 +11,12 @@ hold ``..`` or a slash that was not put there by this module.
 
 from __future__ import annotations
 
+import re
+
 from archive.uids import check_uid
+
+_JOB_ID = re.compile(r"[A-Za-z0-9-]+")
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 def instance_key(study_uid: str, series_uid: str, sop_uid: str) -> str:
@@ -25,6 +30,9 @@ def instance_key(study_uid: str, series_uid: str, sop_uid: str) -> str:
 
 def result_key(study_uid: str, job_id: str, name: str) -> str:
     """Key of a non-DICOM result file (``summary.json``, ``report.pdf``) of one job."""
-    if not job_id.replace("-", "").isalnum() or "/" in name or name.startswith("."):
+    # Whitelists, not blacklists: an empty name, a backslash or a NUL must not get through.
+    if not (isinstance(job_id, str) and _JOB_ID.fullmatch(job_id)) or not (
+        isinstance(name, str) and _NAME.fullmatch(name)
+    ):
         raise ValueError(f"bad result key part: {job_id!r} {name!r}")
     return f"studies/{check_uid(study_uid, 'Study Instance UID')}/results/{job_id}/{name}"

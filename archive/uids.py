@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+# fullmatch, not match with "$": "$" also matches before a trailing newline.
+_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 
 
 class InvalidUID(ValueError):
@@ -19,7 +20,7 @@ class InvalidUID(ValueError):
 
 def is_valid_uid(value: object) -> bool:
     """True when ``value`` is a string in the PS3.5 UID syntax."""
-    return isinstance(value, str) and 0 < len(value) <= 64 and _UID.match(value) is not None
+    return isinstance(value, str) and 0 < len(value) <= 64 and _UID.fullmatch(value) is not None
 
 
 def check_uid(value: object, what: str = "UID") -> str:
