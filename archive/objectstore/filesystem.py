@@ -99,8 +99,10 @@ class FilesystemObjectStore:
         self._path(key).unlink(missing_ok=True)
 
     def list(self, prefix: str) -> Iterator[str]:
-        base = self._path(prefix) if prefix else self.root
-        start = base if base.is_dir() else base.parent
+        # A prefix is a string prefix, not a folder: "studies/1.2" also covers "studies/1.20/…",
+        # so walk from its last complete folder ("studies/"), then filter on the string.
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self._path(folder) if folder else self.root
         for path in start.rglob("*"):
             if path.is_file() and not path.name.startswith(".tmp-"):
                 key = path.relative_to(self.root).as_posix()

@@ -78,6 +78,9 @@ class S3ObjectStore:
             Bucket=self.bucket,
             Key=self._key(key),
             Body=data,
+            # Name the algorithm as well as the value: with the value alone, S3-compatible
+            # stores (moto, at least) keep no checksum, and GetObject cannot verify it later.
+            ChecksumAlgorithm="SHA256",
             ChecksumSHA256=base64.b64encode(raw).decode(),
             Metadata={"sha256": raw.hex()},
         )
