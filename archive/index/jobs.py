@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from archive.index.models import Job, utcnow
-from archive.queue.message import JobMessage
+
+if TYPE_CHECKING:
+    from archive.queue.message import JobMessage
 
 
 def create_job(
@@ -45,6 +48,10 @@ def create_job(
 
 
 def message_for(job: Job) -> JobMessage:
+    # Imported here: archive.queue imports this module, so importing archive.queue at the
+    # top made "import archive.index.jobs" fail when nothing had imported archive.queue yet.
+    from archive.queue.message import JobMessage
+
     return JobMessage(
         job_id=job.id,
         study_instance_uid=job.study_instance_uid,
