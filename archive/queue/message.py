@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from archive.uids import check_uid
 
@@ -39,9 +39,18 @@ class JobMessage(BaseModel):
     def _uid(cls, value: str) -> str:
         return check_uid(value)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _schema_named(cls, data: object, info: ValidationInfo) -> object:
+        # On the wire the schema must be named: a body without it is not known to be v1
+        # (the field's default is only for building messages in code).
+        if info.context and info.context.get("wire") and isinstance(data, dict) and "schema" not in data:
+            raise ValueError("no 'schema': not an l3net job message")
+        return data
+
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "JobMessage":
-        return cls.model_validate_json(text)
+        return cls.model_validate_json(text, context={"wire": True})
