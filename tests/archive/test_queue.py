@@ -313,6 +313,13 @@ def dlq_bodies(cloud) -> list[str]:
     return bodies
 
 
+def assert_dead_lettered(cloud, job):
+    """The job's message left the queue and is the one message in the DLQ."""
+    assert queue_counts(cloud["sqs"], cloud["queue_url"]) == (0, 0)
+    bodies = dlq_bodies(cloud)
+    assert len(bodies) == 1 and JobMessage.from_json(bodies[0]).job_id == job.id
+
+
 def send_job(sessions, queue, max_attempts=3) -> Job:
     job = add_job(sessions, max_attempts=max_attempts, sent=False)
     from archive.index.jobs import message_for
@@ -369,9 +376,7 @@ def test_sqs_fail_then_dead_on_the_last_attempt(sqs_setup):
     assert queue.fail(lease, "boom 2") == "dead"
     row = job_row(sessions, job.id)
     assert (row.state, row.error) == ("dead", "boom 2")
-    assert queue_counts(cloud["sqs"], cloud["queue_url"]) == (0, 0)
-    bodies = dlq_bodies(cloud)
-    assert len(bodies) == 1 and JobMessage.from_json(bodies[0]).job_id == job.id
+    assert_dead_lettered(cloud, job)
 
 
 @pytest.mark.cloud
@@ -393,9 +398,7 @@ def test_sqs_received_more_than_max_attempts_is_dead_lettered(sqs_setup):
     assert queue.receive(1) is None  # second delivery: over max_attempts
     row = job_row(sessions, job.id)
     assert row.state == "dead" and "delivered 2 times" in row.error
-    assert queue_counts(cloud["sqs"], cloud["queue_url"]) == (0, 0)
-    bodies = dlq_bodies(cloud)
-    assert len(bodies) == 1 and JobMessage.from_json(bodies[0]).job_id == job.id
+    assert_dead_lettered(cloud, job)
 
 
 @pytest.mark.cloud
