@@ -101,12 +101,12 @@ def test_lease_expiry_redelivers_with_the_next_attempt(sessions):
 
 def test_heartbeat_extends_the_lease(sessions):
     add_job(sessions)
-    queue = DatabaseJobQueue(sessions, visibility_timeout_s=0.3)
+    queue = DatabaseJobQueue(sessions, visibility_timeout_s=0.5)
     lease = queue.receive(0)
     for _ in range(3):
-        time.sleep(0.2)
+        time.sleep(0.25)
         queue.heartbeat(lease)
-    assert queue.receive(0) is None  # 0.6 s after taking it, still leased
+    assert queue.receive(0) is None  # 0.75 s after taking it, still leased
     queue.complete(lease)
     assert job_row(sessions, lease.message.job_id).state == "done"
 
