@@ -127,6 +127,28 @@ def worker(data_dir: Optional[Path] = DataDir, log_level: str = LogLevel) -> Non
 
 
 @app.command()
+def analyze(
+    directory: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder holding one CT series (DICOM files)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write seg.dcm, sr.dcm and summary.json into."),
+    engine: str = typer.Option("densitometry", "--engine", help="Analysis engine: densitometry or l3net."),
+    log_level: str = LogLevel,
+) -> None:
+    """Analyse one series offline, with a progress bar: the worker's pipeline without the archive."""
+    from inference.pipeline import SeriesNotAnalysable, analyze_directory
+
+    configure_logging(log_level)
+    try:
+        result = analyze_directory(directory, out, engine_name=engine, progress=True)
+    except SeriesNotAnalysable as error:
+        typer.echo(f"not analysable: {error}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"wrote {out / 'seg.dcm'}, {out / 'sr.dcm'} and {out / 'summary.json'}")
+    prognosis = result.summary.get("prognosis", {})
+    if prognosis:
+        typer.echo(f"suggested prognosis: {prognosis.get('category')} ({prognosis.get('label', '')})")
+
+
+@app.command()
 def config() -> None:
     """Print the effective settings (environment and defaults) as JSON."""
     sys.stdout.write(Settings().model_dump_json(indent=2) + "\n")

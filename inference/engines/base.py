@@ -1,0 +1,63 @@
+"""The engine interface every segmentation engine implements.
+
+An engine takes a :class:`~inference.volume.CTVolume` and returns a
+:class:`Segmentation`: a uint8 label volume of the same shape with the labels of
+:data:`LABELS`. The engine's name and version travel into every output (SEG algorithm
+identification, SR, summary.json).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+from inference.volume import CTVolume
+
+# Label values of every engine's output. Opacity labels replace the lung label of
+# their voxel, so ``side`` (which lung each voxel belongs to) is kept separately.
+BACKGROUND, RIGHT_LUNG, LEFT_LUNG, GGO, CONSOLIDATION = 0, 1, 2, 3, 4
+LABELS: dict[int, str] = {
+    RIGHT_LUNG: "Right lung",
+    LEFT_LUNG: "Left lung",
+    GGO: "Ground-glass opacity",
+    CONSOLIDATION: "Consolidation",
+}
+
+
+@dataclass
+class Segmentation:
+    """``labels``: uint8 (z, y, x) with :data:`LABELS` values; ``side``: uint8 with
+    RIGHT_LUNG / LEFT_LUNG for every lung voxel, opacity included."""
+
+    labels: np.ndarray
+    side: np.ndarray
+    engine: str
+    version: str
+
+    def lung(self, side: int | None = None) -> np.ndarray:
+        return self.side > 0 if side is None else self.side == side
+
+
+class Engine(Protocol):
+    name: str
+    version: str
+
+    def __call__(self, volume: CTVolume) -> Segmentation: ...
+
+
+_REGISTRY: dict[str, Callable[[], Engine]] = {}
+
+
+def register(name: str, factory: Callable[[], Engine]) -> None:
+    _REGISTRY[name] = factory
+
+
+def get_engine(name: str) -> Engine:
+    """The engine called ``name`` (``densitometry`` is always there)."""
+    import inference.engines.densitometry  # noqa: F401  registers itself
+
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown analysis engine {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]()
