@@ -62,6 +62,9 @@ def store_output(archive: Archive, ds: Dataset) -> None:
     ds.save_as(buffer, enforce_file_format=True)
     key = instance_key(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
     stored = archive.store.put_bytes(key, buffer.getvalue())
+    # Index what was stored, read back: highdicom keeps typed values (DA, TM objects)
+    # that the DICOM JSON encoder cannot write, while parsed bytes are plain strings.
+    ds = pydicom.dcmread(io.BytesIO(buffer.getvalue()), stop_before_pixels=True)
     with archive.sessions.begin() as session:
         record_instance(
             session, ds, stored, str(ds.file_meta.TransferSyntaxUID), archive.settings.ae_title,

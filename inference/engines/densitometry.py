@@ -10,8 +10,11 @@ Steps (docs/analysis.md explains the reasons):
 4. Left and right lungs: the two largest air components. If the lungs touch at the
    anterior junction, the mask is eroded until it splits, and each voxel goes to the
    nearer part. Patient left is +x in LPS.
-5. Each lung is closed with a 10 mm disc and filled, slice by slice. This keeps dense
-   peripheral consolidation, which a threshold leaves out, inside the lung.
+5. Each lung is closed with a 10 mm disc and filled, slice by slice. On its lateral
+   (chest-wall) side it also takes its 2D convex hull. Dense peripheral consolidation,
+   which a threshold leaves out, makes a bay in the air mask against the ribs. The
+   costal surface of a lung is convex, so the hull closes that bay however wide it is.
+   The cardiac notch and the mediastinum lie medially and are left alone.
 6. Opacity (−700..+100 HU inside the lung) is opened with a 3 mm disc before labelling.
    Vessels are thin tubes, so they vanish, while ground-glass and consolidation patches
    survive. The opened mask is then grown back by one voxel within the band.
@@ -25,7 +28,9 @@ volumes keep full precision.
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image, ImageDraw
 from scipy import ndimage as ndi
+from scipy.spatial import ConvexHull, QhullError
 
 from inference.engines.base import CONSOLIDATION, GGO, LEFT_LUNG, RIGHT_LUNG, Segmentation, register
 from inference.volume import CTVolume, SeriesNotAnalysable
@@ -37,7 +42,9 @@ BODY_HU = -500
 AIR_HU = -400
 AIRWAY_HU = -950
 OPACITY_BANDS = {GGO: (-700, -300), CONSOLIDATION: (-300, 100)}
-MIN_LUNG_ML = 300.0  # below this in total: "no lungs found"
+MIN_LUNG_ML = 100.0  # below this in total: "no lungs found" (a chest crop of 15 mm still has ~250 mL)
+# Closing disc: small concavities; deep pleural bays are filled by the lateral hull.
+CLOSING_MM = 10.0
 
 
 def _per_slice(structure_2d: np.ndarray) -> np.ndarray:
@@ -141,6 +148,33 @@ def _fill(lung: np.ndarray, radius_px: int) -> np.ndarray:
     return ndi.binary_fill_holes(closed | lung, structure=_per_slice(np.ones((3, 3), bool)))
 
 
+def _hull_2d(mask: np.ndarray) -> np.ndarray:
+    """The filled 2D convex hull of ``mask``."""
+    points = np.argwhere(mask)
+    if len(points) < 4:
+        return mask
+    try:
+        hull = ConvexHull(points)
+    except QhullError:
+        return mask
+    image = Image.new("1", (mask.shape[1], mask.shape[0]), 0)
+    ImageDraw.Draw(image).polygon([(float(x), float(y)) for y, x in points[hull.vertices]], fill=1, outline=1)
+    return np.asarray(image, dtype=bool)
+
+
+def _lateral_hull(lung: np.ndarray, lateral_sign: float) -> np.ndarray:
+    """Per slice, the part of the lung's convex hull lateral to the lung's centre column
+    (``lateral_sign`` −1: towards low column indices)."""
+    out = np.zeros_like(lung)
+    columns = np.arange(lung.shape[2])
+    for z in np.flatnonzero(lung.any(axis=(1, 2))):
+        plane = lung[z]
+        centre = np.flatnonzero(plane.any(axis=0)).mean()
+        lateral = (columns - centre) * lateral_sign > 0
+        out[z] = _hull_2d(plane) & lateral[None, :]
+    return out
+
+
 def segment(volume: CTVolume) -> Segmentation:
     hu = volume.hu
     small = _downsample(hu)
@@ -158,14 +192,16 @@ def segment(volume: CTVolume) -> Segmentation:
     if total_ml < MIN_LUNG_ML:
         raise SeriesNotAnalysable(f"not a chest CT: no lungs found ({total_ml:.0f} mL of lung-like air)")
 
-    radius = max(1, int(round(10.0 / pixel_mm)))
+    radius = max(1, int(round(CLOSING_MM / pixel_mm)))
     side = np.zeros(hu.shape, np.uint8)
     x_sign = volume.column_x_sign()
     for lung in lungs:
-        filled = _upsample(_fill(lung, radius) & body, hu.shape)
         # Patient left is +x (LPS); the column index grows along +x when x_sign > 0.
         column = ndi.center_of_mass(lung)[2] * 2
-        is_left = (column - hu.shape[2] / 2) * x_sign > 0 if len(lungs) > 1 else column * x_sign > hu.shape[2] / 2 * x_sign
+        is_left = (column - hu.shape[2] / 2) * x_sign > 0
+        lateral_sign = x_sign if is_left else -x_sign
+        filled = (_fill(lung, radius) | _lateral_hull(lung, lateral_sign)) & body
+        filled = _upsample(filled, hu.shape)
         side[filled & (side == 0)] = LEFT_LUNG if is_left else RIGHT_LUNG
     if len(lungs) == 2 and len(set(np.unique(side)) - {0}) < 2:
         raise SeriesNotAnalysable("could not tell the left lung from the right lung")
