@@ -86,7 +86,7 @@ def process_job(archive: Archive, lease: Lease) -> None:
 
     datasets = load_series(archive, job.series_instance_uid)
     try:
-        result = analyze_datasets(datasets, engine_name=job.engine, uids=result_uids(job.job_id))
+        result = analyze_datasets(datasets, engine_name=job.engine, uids=result_uids(job.job_id), settings=archive.settings)
     except SeriesNotAnalysable as error:
         raise PermanentJobError(str(error)) from error
 

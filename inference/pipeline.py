@@ -38,7 +38,7 @@ class AnalysisResult:
 
 
 def analyze_datasets(
-    datasets: list[Dataset], engine_name: str = "densitometry", uids: dict | None = None, progress: bool = False
+    datasets: list[Dataset], engine_name: str = "densitometry", uids: dict | None = None, progress: bool = False, settings=None
 ) -> AnalysisResult:
     """Analyse one series. ``uids`` (keys seg_series, seg_instance, sr_series,
     sr_instance) fixes the output UIDs, so a redelivered job writes the same instances."""
@@ -49,7 +49,7 @@ def analyze_datasets(
         bar.set_postfix_str(name)
         bar.update(1)
 
-    engine = get_engine(engine_name)
+    engine = get_engine(engine_name, settings)
     volume = load_datasets(datasets)
     step("load")
     segmentation = engine(volume)

@@ -47,17 +47,37 @@ class Engine(Protocol):
     def __call__(self, volume: CTVolume) -> Segmentation: ...
 
 
-_REGISTRY: dict[str, Callable[[], Engine]] = {}
+_REGISTRY: dict[str, Callable[..., Engine]] = {}
 
 
-def register(name: str, factory: Callable[[], Engine]) -> None:
+def register(name: str, factory: Callable[..., Engine]) -> None:
     _REGISTRY[name] = factory
 
 
-def get_engine(name: str) -> Engine:
-    """The engine called ``name`` (``densitometry`` is always there)."""
+def get_engine(name: str, settings=None) -> Engine:
+    """The engine called ``name``. ``settings`` (archive Settings, or None to read the
+    ``L3NET_*`` environment) configures the UNet: weights, phase, device, fallback."""
     import inference.engines.densitometry  # noqa: F401  registers itself
 
+    if name == "l3net":
+        return _l3net(settings)
     if name not in _REGISTRY:
-        raise ValueError(f"unknown analysis engine {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+        raise ValueError(f"unknown analysis engine {name!r}; available: densitometry, l3net")
     return _REGISTRY[name]()
+
+
+def _l3net(settings) -> Engine:
+    import logging
+
+    from archive.settings import Settings
+
+    settings = settings or Settings()
+    try:
+        from inference.engines.l3net import L3NetEngine
+
+        return L3NetEngine(settings.unet_weights, settings.unet_phase, settings.unet_device, settings.unet_threshold)
+    except Exception as error:  # no torch, no weights, a bad checkpoint
+        if not settings.unet_fallback:
+            raise
+        logging.getLogger("l3net.engine").warning("event=engine.fallback engine=l3net reason=%r", str(error)[:300])
+        return _REGISTRY["densitometry"]()

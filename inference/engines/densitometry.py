@@ -57,6 +57,15 @@ def _disc(radius_px: int) -> np.ndarray:
     return x * x + y * y <= radius_px * radius_px
 
 
+def _bbox(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
+    """The bounding box of ``mask``, grown in-plane by ``margin`` (work only where needed)."""
+    found = ndi.find_objects(mask.astype(np.uint8))
+    if not found or found[0] is None:
+        return tuple(slice(0, n) for n in mask.shape)
+    z, y, x = found[0]
+    return (z, slice(max(0, y.start - margin), y.stop + margin), slice(max(0, x.start - margin), x.stop + margin))
+
+
 def _largest(mask: np.ndarray) -> np.ndarray:
     labels, count = ndi.label(mask)
     if count == 0:
@@ -71,6 +80,13 @@ def _downsample(hu: np.ndarray) -> np.ndarray:
     z, y, x = hu.shape
     h = hu[:, : y // 2 * 2, : x // 2 * 2].astype(np.float32)
     return ((h[:, 0::2, 0::2] + h[:, 1::2, 0::2] + h[:, 0::2, 1::2] + h[:, 1::2, 1::2]) / 4).astype(np.int16)
+
+
+def _downsample_mask(mask: np.ndarray) -> np.ndarray:
+    """2×2 in-plane: a voxel is set when most of its block is."""
+    z, y, x = mask.shape
+    m = mask[:, : y // 2 * 2, : x // 2 * 2].astype(np.uint8)
+    return (m[:, 0::2, 0::2] + m[:, 1::2, 0::2] + m[:, 0::2, 1::2] + m[:, 1::2, 1::2]) >= 2
 
 
 def _upsample(mask: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
@@ -123,7 +139,9 @@ def _split_lungs(air: np.ndarray, voxel_ml: float) -> list[np.ndarray]:
     if second and sizes[second] > 0.2 * sizes[first]:
         return [labels == first, labels == second]
     # One component: the lungs touch. Erode until it splits into two big parts.
-    lung = labels == first
+    whole = labels == first
+    box = _bbox(whole, 1)
+    lung = whole[box]
     eroded = lung
     for _ in range(8):
         eroded = ndi.binary_erosion(eroded, structure=_per_slice(_disc(1)))
@@ -136,11 +154,23 @@ def _split_lungs(air: np.ndarray, voxel_ml: float) -> list[np.ndarray]:
                 seeds = np.where(parts == a, 1, np.where(parts == b, 2, 0)).astype(np.uint8)
                 _, (iz, iy, ix) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
                 nearest = seeds[iz, iy, ix]
-                return [lung & (nearest == 1), lung & (nearest == 2)]
-    return [lung]
+                halves = []
+                for value in (1, 2):
+                    half = np.zeros_like(whole)
+                    half[box] = lung & (nearest == value)
+                    halves.append(half)
+                return halves
+    return [whole]
 
 
-def _fill(lung: np.ndarray, radius_px: int) -> np.ndarray:
+def _fill(whole: np.ndarray, radius_px: int) -> np.ndarray:
+    box = _bbox(whole, 0)
+    out = np.zeros_like(whole)
+    out[box] = _fill_box(whole[box], radius_px)
+    return out
+
+
+def _fill_box(lung: np.ndarray, radius_px: int) -> np.ndarray:
     disc = _per_slice(_disc(radius_px))
     # Pad so closing near the volume edge is not cut short by the border.
     padded = np.pad(lung, ((0, 0), (radius_px, radius_px), (radius_px, radius_px)))
@@ -208,10 +238,12 @@ def segment(volume: CTVolume) -> Segmentation:
 
     labels = side.copy()
     lung_full = side > 0
-    band = lung_full & (hu >= OPACITY_BANDS[GGO][0]) & (hu < OPACITY_BANDS[CONSOLIDATION][1])
+    box = _bbox(lung_full, 2)
+    band = lung_full[box] & (hu[box] >= OPACITY_BANDS[GGO][0]) & (hu[box] < OPACITY_BANDS[CONSOLIDATION][1])
     opening = _per_slice(_disc(max(1, int(round(1.5 / volume.spacing[1])))))
-    patches = ndi.binary_opening(band, structure=opening)
-    patches = ndi.binary_dilation(patches, structure=_per_slice(_disc(1))) & band
+    opened = ndi.binary_opening(band, structure=opening)
+    patches = np.zeros(hu.shape, bool)
+    patches[box] = ndi.binary_dilation(opened, structure=_per_slice(_disc(1))) & band
     for label, (low, high) in OPACITY_BANDS.items():
         labels[patches & (hu >= low) & (hu < high)] = label
     return Segmentation(labels, side, NAME, VERSION)
