@@ -6,12 +6,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup system-deps bench-ingest bench-dicomweb clean
+.PHONY: run test setup system-deps viewer viewer-build bench-ingest bench-dicomweb bench-viewer clean
 
-run: setup
+run: setup viewer-build
 	$(VENV)/bin/l3net serve
 
-test: setup system-deps
+test: setup system-deps viewer
 	scripts/ensure-postgres.sh
 	$(VENV)/bin/pytest -ra
 
@@ -32,10 +32,23 @@ system-deps:
 	  command -v storescu >/dev/null || missing="$$missing dcmtk"; \
 	  command -v dciodvfy >/dev/null || missing="$$missing dicom3tools"; \
 	  command -v pg_ctlcluster >/dev/null || missing="$$missing postgresql"; \
+	  command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	  if [ -n "$$missing" ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  fi; \
-	else echo "not root: skipping apt-get; needs dcmtk dicom3tools postgresql"; fi
+	else echo "not root: skipping apt-get; needs dcmtk dicom3tools postgresql chromium nodejs"; fi
+
+# The OHIF build (pinned, integrity-checked; skipped when already unpacked) that l3net serves at /.
+viewer-build:
+	$(PY) viewer/fetch_ohif.py
+
+# The build plus the browser-test tools (playwright-core, cognito-local) from viewer/package-lock.json.
+viewer: viewer-build viewer/node_modules/.installed
+
+viewer/node_modules/.installed: viewer/package-lock.json
+	cd viewer && npm ci --no-audit --no-fund
+	touch $@
 
 bench-ingest: setup system-deps
 	$(PY) bench/ingest/run.py
@@ -45,6 +58,9 @@ bench-dicomweb: setup
 	@if [ "$$(id -u)" = 0 ] && ! command -v Orthanc >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb; fi
 	$(PY) bench/dicomweb/run.py
+
+bench-viewer: setup system-deps viewer
+	$(PY) bench/viewer/run.py
 
 clean:
 	rm -rf $(VENV) l3net-data .pytest_cache

@@ -98,6 +98,17 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="External base URL (https://host) for RetrieveURL and BulkDataURI; default from each request."
     )
+    # -- viewer (OHIF at /) --------------------------------------------------------
+    viewer_dir: Path | None = Field(
+        None, description="Unpacked OHIF build served at /; default viewer/dist of the checkout (viewer/fetch_ohif.py)."
+    )
+    cognito_domain: str | None = Field(
+        None, description="Cognito hosted-UI base URL (https://PREFIX.auth.REGION.amazoncognito.com) for viewer login/logout."
+    )
+    cognito_authority: str | None = Field(
+        None, description="OIDC authority the viewer discovers; default the pool issuer (override for cognito-local)."
+    )
+    viewer_oidc_scope: str = Field("openid email profile", description="OAuth scopes the viewer asks Cognito for.")
     stow_max_bytes: int = Field(1 << 30, description="Largest STOW-RS request body; larger ones get 413.")
     qido_max_limit: int = Field(1000, description="Most results one QIDO-RS response returns.")
 

@@ -4,7 +4,8 @@ Mounted resources:
 
 ``/dicomweb``  QIDO-RS, WADO-RS and STOW-RS (PS3.18);
 ``/api``       the analysis API (JSON);
-``/healthz``, ``/readyz``, ``/metrics``, and the OpenAPI docs at ``/docs``.
+``/healthz``, ``/readyz``, ``/metrics``, and the OpenAPI docs at ``/docs``;
+``/``          the OHIF viewer and its generated ``/app-config.js`` (``dicomweb/viewer.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from archive.context import Archive
-from dicomweb import analysis, health, metrics, pixels, qido, stow, wado
+from dicomweb import analysis, health, metrics, pixels, qido, stow, viewer, wado
 from dicomweb.auth import check_exposure, make_authenticator
 from dicomweb.context import WebContext
 from dicomweb.frames import FrameSource
@@ -51,6 +52,8 @@ def create_app(archive: Archive, stow_ingest: StowIngest | None = None) -> FastA
     # metrics label requests with are the full paths.
     for router in (qido.router, wado.router, pixels.router, stow.router, analysis.router):
         app.include_router(router)
+    # Last: its catch-all route serves the viewer's files and client-side routes.
+    app.include_router(viewer.make_router(settings))
     if settings.cors_origins:
         # Bearer tokens, not cookies: no credentials mode, so origins are listed exactly.
         app.add_middleware(
