@@ -1,0 +1,119 @@
+// Drives OHIF served by l3net: the study list, the CT, the SEG overlay, the SR.
+// Input (argv[2], JSON): url, study, patientId, seg/sr series descriptions, artifacts,
+// optional login {username, password}. Prints one JSON line of findings; screenshots
+// go to artifacts/.
+import { args, launch, shot, dismissOverlays, canvasStats } from './lib.mjs';
+
+const a = args();
+const out = { steps: [], timings: {} };
+const b = await launch(a);
+const { page } = b;
+const deadline = (ms) => Date.now() + ms;
+
+async function poll(fn, ms, what) {
+  const end = deadline(ms);
+  let last;
+  while (Date.now() < end) {
+    last = await fn();
+    if (last) return last;
+    await page.waitForTimeout(200);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+// OHIF asks before hydrating a SEG or SR ("Do you want to open this Segmentation?"):
+// answer yes.
+async function confirmPrompts() {
+  for (const name of ['Yes', 'LOAD', 'Load']) {
+    const button = page.getByRole('button', { name, exact: true });
+    try {
+      if (await button.first().isVisible({ timeout: 100 })) await button.first().click({ timeout: 1000 });
+    } catch { /* not there */ }
+  }
+}
+
+async function login() {
+  if (!a.login) return;
+  // The hosted UI (cognito-local's login form): user name, password, submit.
+  await page.waitForSelector('input[name="username"], input#username', { timeout: 30000 });
+  out.loginPage = page.url();
+  await page.fill('input[name="username"], input#username', a.login.username);
+  await page.fill('input[name="password"], input#password', a.login.password);
+  await Promise.all([
+    page.waitForURL((u) => u.origin === new URL(a.url).origin, { timeout: 30000 }),
+    page.locator('button[type="submit"], input[type="submit"]').first().click(),
+  ]);
+}
+
+try {
+  // 1. The study list.
+  await page.goto(a.url + '/');
+  await login();
+  const row = await poll(async () => {
+    const text = await page.locator('body').innerText();
+    return text.includes(a.studyDate) ? text : null;
+  }, 60000, 'the study in the study list');
+  out.listText = row.slice(0, 3000);
+  out.steps.push('list');
+  await shot(page, a.artifacts, `${a.prefix || ''}1-study-list`);
+
+  // 2. The CT.
+  const t0 = Date.now();
+  await page.goto(`${a.url}/viewer?StudyInstanceUIDs=${a.study}`);
+  if (a.login && !page.url().startsWith(a.url)) await login();
+  out.ct = await poll(async () => {
+    const stats = await canvasStats(page);
+    return stats && stats.nonBlack > 0.2 && stats.colours > 20 ? stats : null;
+  }, 60000, 'the CT image');
+  out.timings.firstImageMs = Date.now() - t0;
+  await dismissOverlays(page);
+  await page.waitForTimeout(300);
+  out.steps.push('ct');
+  await shot(page, a.artifacts, `${a.prefix || ''}2-ct`);
+
+  // 3. The SEG overlay: open the SEG series from the study browser.
+  const t1 = Date.now();
+  await page.getByText(a.segDescription).first().dblclick();
+  out.seg = await poll(async () => {
+    await confirmPrompts();
+    const stats = await canvasStats(page);
+    return stats && stats.reddish > 0.002 && stats.yellowish > 0.002 ? { overlayStats: stats } : null;
+  }, 30000, 'the SEG overlay with its segments');
+  out.timings.segDisplayedMs = Date.now() - t1;
+  out.seg.stats = await canvasStats(page);
+  await dismissOverlays(page);
+  // The segmentation panel lists the segments by name.
+  const panel = page.locator('[data-cy="panelSegmentation-btn"]').first();
+  if (await panel.count()) await panel.click();
+  out.seg.labels = await poll(async () => {
+    const text = await page.locator('body').innerText();
+    const labels = a.segmentLabels.filter((l) => text.includes(l));
+    return labels.length === a.segmentLabels.length ? labels : null;
+  }, 15000, 'the segment names in the segmentation panel');
+  await page.waitForTimeout(300);
+  out.seg.panelText = (await page.locator('body').innerText()).slice(0, 3000);
+  out.steps.push('seg');
+  await shot(page, a.artifacts, `${a.prefix || ''}3-seg`);
+
+  // 4. The SR: open it; its measurements and their values are listed.
+  await page.getByText(a.srDescription).first().dblclick();
+  out.sr = await poll(async () => {
+    await confirmPrompts();
+    const text = await page.locator('body').innerText();
+    const values = a.measuredValues.filter((v) => text.includes(v));
+    return values.length === a.measuredValues.length ? { values, text: text.slice(0, 3000) } : null;
+  }, 30000, 'the SR measurements');
+  await page.waitForTimeout(500);
+  out.steps.push('sr');
+  await shot(page, a.artifacts, `${a.prefix || ''}4-sr`);
+} catch (error) {
+  out.error = String(error && error.stack || error);
+  await shot(page, a.artifacts, `${a.prefix || ''}failure`).catch(() => {});
+  out.failureText = (await page.locator('body').innerText().catch(() => '')).slice(0, 3000);
+}
+out.dicomwebRequests = b.requests.filter((r) => r.url.includes('/dicomweb/')).length;
+out.dicomwebWithoutBearer = b.requests.filter((r) => r.url.includes('/dicomweb/') && !(r.auth || '').startsWith('Bearer ')).length;
+out.dicomwebErrors = b.responses.filter((r) => r.url.includes('/dicomweb/') && r.status >= 400);
+out.console = b.log.filter((l) => /error|fail/i.test(l)).slice(-20);
+await b.close();
+console.log(JSON.stringify(out));
