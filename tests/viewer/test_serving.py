@@ -209,3 +209,33 @@ def test_unpack_keeps_only_dist_and_writes_marker(tmp_path, monkeypatch):
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == [
         ".l3net-ohif", "a/b.js", "index.html"]
     assert fetch_ohif.is_current(dest)
+
+
+def test_cognito_mode_serves_viewer_but_dicomweb_needs_a_token(tmp_path):
+    """In Cognito mode the viewer and its config load without a token (the login happens
+    in the browser), the config carries the OIDC block, and DICOMweb answers 401 until
+    the request carries a valid access token."""
+    from tests.dicomweb.helpers import CLIENT_ID, POOL, REGION, Keys, jwks_server
+
+    keys = Keys()
+    with jwks_server(keys) as jwks:
+        settings = Settings(
+            data_dir=tmp_path / "data", stable_after_s=3600, auth="cognito", cognito_region=REGION,
+            cognito_user_pool_id=POOL, cognito_client_id=CLIENT_ID, cognito_jwks_url=jwks,
+            cognito_domain="http://127.0.0.1:9/hosted-ui",
+        )
+        with running_server(settings) as running:
+            assert httpx.get(running.url + "/").status_code == 200
+            assert httpx.get(running.url + "/viewer?StudyInstanceUIDs=1.2.3").status_code == 200
+            config = config_of(httpx.get(running.url + "/app-config.js").text)
+            (oidc,) = config["oidc"]
+            assert oidc["authority"] == f"https://cognito-idp.{REGION}.amazonaws.com/{POOL}"
+            assert oidc["client_id"] == CLIENT_ID
+            assert oidc["metadataSeed"]["end_session_endpoint"].startswith("http://127.0.0.1:9/hosted-ui/logout?")
+            accept = {"Accept": "application/dicom+json"}
+            refused = httpx.get(running.url + "/dicomweb/studies", headers=accept)
+            assert refused.status_code == 401
+            assert refused.headers["www-authenticate"].startswith("Bearer")
+            token = keys.token(["l3net-viewer-group", "viewer"])
+            allowed = httpx.get(running.url + "/dicomweb/studies", headers={**accept, "Authorization": f"Bearer {token}"})
+            assert allowed.status_code in (200, 204)
