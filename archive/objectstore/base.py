@@ -17,6 +17,16 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_key(key: str) -> str:
+    """``key`` unchanged when it is a plain relative key: ``/``-separated, non-empty
+    parts, none ``.`` or ``..``. Every backend refuses the same keys, so an object
+    stored under one is stored under it in all (``a//b`` was ``a/b`` on a filesystem
+    but its own object on S3, and ``""`` made an S3 object named like a folder)."""
+    if not isinstance(key, str) or any(part in ("", ".", "..") for part in key.split("/")) or "\x00" in key:
+        raise ValueError(f"bad object key {key!r}: not a relative key, or it escapes the object store")
+    return key
+
+
 class ObjectNotFound(KeyError):
     """No object is stored under that key."""
 

@@ -12,9 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from archive.objectstore.base import ObjectNotFound, StoredObject
+from archive.objectstore.base import ObjectNotFound, StoredObject, check_key
 
 _CHUNK = 1 << 20
+# What reading a key that names a folder, or runs through a file, raises: no object there.
+_ABSENT = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 
 def fsync_dir(path: Path) -> None:
@@ -62,9 +64,13 @@ class FilesystemObjectStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
+        return self._inside(check_key(key))
+
+    def _inside(self, relative: str) -> Path:
+        # resolve() follows symlinks, so a link inside the root cannot lead out of it.
+        path = (self.root / relative).resolve()
         if self.root not in path.parents:
-            raise ValueError(f"key {key!r} escapes the object store")
+            raise ValueError(f"bad object key {relative!r}: it escapes the object store")
         return path
 
     def put_file(self, key: str, path: Path, sha256: str | None = None) -> StoredObject:
@@ -79,13 +85,13 @@ class FilesystemObjectStore:
     def get_bytes(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
-        except FileNotFoundError:
+        except _ABSENT:
             raise ObjectNotFound(key) from None
 
     def open(self, key: str) -> BinaryIO:
         try:
             return open(self._path(key), "rb")
-        except FileNotFoundError:
+        except _ABSENT:
             raise ObjectNotFound(key) from None
 
     def local_path(self, key: str) -> Path:
@@ -96,13 +102,16 @@ class FilesystemObjectStore:
         return self._path(key).is_file()
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        try:
+            self._path(key).unlink()
+        except _ABSENT:
+            pass
 
     def list(self, prefix: str) -> Iterator[str]:
         # A prefix is a string prefix, not a folder: "studies/1.2" also covers "studies/1.20/…",
         # so walk from its last complete folder ("studies/"), then filter on the string.
         folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        start = self._path(folder) if folder else self.root
+        start = self._inside(folder) if folder else self.root
         for path in start.rglob("*"):
             if path.is_file() and not path.name.startswith(".tmp-"):
                 key = path.relative_to(self.root).as_posix()

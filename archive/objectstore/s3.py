@@ -19,7 +19,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from archive.objectstore.base import ObjectNotFound, StoredObject, sha256_file
+from archive.objectstore.base import ObjectNotFound, StoredObject, check_key, sha256_file
 
 
 
@@ -55,8 +55,7 @@ class S3ObjectStore:
         )
 
     def _key(self, key: str) -> str:
-        if ".." in key.split("/"):
-            raise ValueError(f"key {key!r} escapes the object store")
+        check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def put_file(self, key: str, path: Path, sha256: str | None = None) -> StoredObject:
@@ -115,7 +114,12 @@ class S3ObjectStore:
     def list(self, prefix: str) -> Iterator[str]:
         strip = len(self.prefix) + 1 if self.prefix else 0
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+        # A prefix may be empty or end in "/", so it is not checked as a key; ".." in it
+        # would only match nothing, but refuse it as the filesystem does.
+        if ".." in prefix.split("/"):
+            raise ValueError(f"bad prefix {prefix!r}: it escapes the object store")
+        full = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
             for item in page.get("Contents", []):
                 yield item["Key"][strip:]
 
