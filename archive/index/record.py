@@ -8,7 +8,7 @@ from datetime import datetime
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from archive.index.models import Instance, Patient, Series, Study
@@ -94,7 +94,9 @@ def _patient(session: Session, ds: Dataset) -> Patient:
 
 def _study(session: Session, ds: Dataset, received_at: datetime, owner_group: str | None) -> Study:
     uid = str(ds.StudyInstanceUID)
-    study = session.scalar(select(Study).where(Study.study_instance_uid == uid))
+    study = session.scalar(
+        select(Study).where(Study.study_instance_uid == uid).execution_options(populate_existing=True)
+    )
     if study is None:
         study = Study(
             study_instance_uid=uid,
@@ -170,6 +172,17 @@ def record_instance(
     if existing is not None and existing.sha256 == stored.sha256:
         return Recorded("identical", study_uid)
 
+    # Lock the study row before reading it (a no-op UPDATE: SQLite has no SELECT … FOR
+    # UPDATE, and the UPDATE takes its write lock too). State, generation, last_received_at
+    # and modalities_in_study are read, changed and written back here; without the lock,
+    # committer threads adding to one study at once lost each other's changes (a new
+    # series' modality vanished from ModalitiesInStudy, last_received_at went back).
+    session.execute(
+        update(Study)
+        .where(Study.study_instance_uid == study_uid)
+        .values(number_of_instances=Study.number_of_instances)
+        .execution_options(synchronize_session=False)
+    )
     study = _study(session, ds, received_at, owner_group)
     reopened = False
     if reopens_study:

@@ -3,7 +3,9 @@ and UTC datetimes, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pydicom
@@ -135,6 +137,46 @@ def test_record_series_builds_rows_and_counters(sessions, small_series):
         assert '"0020000D"' in one.metadata_json and "7FE00010" not in one.metadata_json
 
 
+@pytest.mark.filterwarnings("ignore:The value length")
+def test_qido_attributes_are_indexed(sessions, small_series):
+    path = small_series["LIDC-IDRI-0001"][0]
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    ds.PatientName = "Doe^Jane"
+    ds.IssuerOfPatientID = "HOSP"
+    ds.PatientBirthDate = "19600102"
+    ds.PatientSex = "F"
+    ds.StudyTime = "101500.5"
+    ds.StudyID = "S42"
+    ds.StudyDescription = "CT CHEST " + "X" * 80  # longer than the column: cut to 64
+    ds.ReferringPhysicianName = "Ref^Doc"
+    ds.SeriesDescription = "Axial 2.5"
+    ds.PerformedProcedureStepStartDate = "20000101"
+    ds.PerformedProcedureStepStartTime = "101600"
+    received = datetime(2026, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+    record(sessions, ds, stored_for(ds, path), received_at=received, owner_group="chest")
+    with sessions() as session:
+        patient = session.scalar(select(Patient))
+        assert (patient.patient_id, patient.issuer_of_patient_id, patient.patient_name) == ("LIDC-IDRI-0001", "HOSP", "Doe^Jane")
+        assert (patient.patient_birth_date, patient.patient_sex) == ("19600102", "F")
+        study = session.scalar(select(Study))
+        assert study.patient_pk == patient.pk
+        assert (study.study_date, study.study_time, study.accession_number) == ("20000101", "101500.5", "2819497684894126")
+        assert (study.study_id, study.referring_physician_name) == ("S42", "Ref^Doc")
+        assert study.study_description == ("CT CHEST " + "X" * 80)[:64]
+        assert (study.modalities_in_study, study.owner_group) == ("CT", "chest")
+        assert study.first_received_at == study.last_received_at == received
+        series = session.scalar(select(Series))
+        assert (series.modality, series.series_number, series.series_description) == ("CT", 3000566, "Axial 2.5")
+        assert (series.body_part_examined, series.frame_of_reference_uid) == ("CHEST", str(ds.FrameOfReferenceUID))
+        assert (series.performed_procedure_step_start_date, series.performed_procedure_step_start_time) == ("20000101", "101600")
+        assert series.image_orientation_patient == "\\".join(str(v) for v in ds.ImageOrientationPatient)
+        assert (series.slice_thickness, series.convolution_kernel, series.image_type) == (2.5, "STANDARD", "ORIGINAL\\PRIMARY\\AXIAL")
+        instance = session.scalar(select(Instance))
+        assert (instance.sop_class_uid, instance.instance_number) == ("1.2.840.10008.5.1.4.1.1.2", int(ds.InstanceNumber))
+        assert (instance.transfer_syntax_uid, instance.received_at, instance.number_of_frames) == ("1.2.840.10008.1.2.1", received, None)
+        assert instance.object_key == instance_key(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+
+
 def test_two_studies_two_patients(sessions, small_series):
     for name in ("LIDC-IDRI-0002", "LIDC-IDRI-0003"):
         path = small_series[name][0]
@@ -204,6 +246,78 @@ def test_reopens_study_false_leaves_a_queued_study(sessions, small_series):
     assert (study.state, study.generation) == ("queued", 1)
     assert study.number_of_instances == len(files)
     assert study.last_received_at == datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("stable_state", ["queued", "not_analysable"])
+def test_changed_bytes_reopen_a_stable_study(sessions, small_series, stable_state):
+    path = small_series["LIDC-IDRI-0002"][0]
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    record(sessions, ds, stored_for(ds, path))
+    uid = str(ds.StudyInstanceUID)
+    with sessions.begin() as session:
+        study = session.scalar(select(Study).where(Study.study_instance_uid == uid))
+        study.state, study.state_reason, study.stable_at = stable_state, "why", utcnow()
+    outcome = record(sessions, ds, stored_for(ds, data=b"corrected bytes"))
+    assert (outcome.status, outcome.reopened) == ("replaced", True)
+    study = study_row(sessions, uid)
+    assert (study.state, study.state_reason, study.generation, study.number_of_instances) == ("receiving", None, 2, 1)
+
+
+def _in_new_series(ds, number: int, modality: str):
+    other = copy.deepcopy(ds)
+    other.SeriesInstanceUID = f"1.2.826.0.1.3680043.8.498.77.{number}"
+    other.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.77.{number}.1"
+    other.Modality = modality
+    return other
+
+
+def test_concurrent_records_into_one_study_lose_no_change(sessions, small_series):
+    """Threads adding series to one study at once: every modality, counter and the
+    latest receive time survive (they were read-modify-written without a lock)."""
+    path = small_series["LIDC-IDRI-0002"][0]
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    record(sessions, ds, stored_for(ds, path), received_at=start)
+    modalities = ["MR", "PT", "NM", "US", "SR", "SEG", "PR", "RTSTRUCT"]
+    together = threading.Barrier(len(modalities))
+    errors: list[BaseException] = []
+
+    def add(number, modality):
+        try:
+            other = _in_new_series(ds, number, modality)
+            together.wait(5)
+            record(sessions, other, stored_for(other, data=modality.encode()), received_at=start + timedelta(seconds=number))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=add, args=(n, m)) for n, m in enumerate(modalities, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    study = study_row(sessions, str(ds.StudyInstanceUID))
+    assert set(study.modalities_in_study.split("\\")) == {"CT", *modalities}
+    assert (study.number_of_series, study.number_of_instances) == (len(modalities) + 1, len(modalities) + 1)
+    assert study.last_received_at == start + timedelta(seconds=len(modalities))
+
+
+def test_a_stale_study_read_does_not_move_last_received_back(sessions, small_series):
+    """A session that read the study before another committer's newer instance must
+    not write its older receive time over the newer one."""
+    files = small_series["LIDC-IDRI-0002"]
+    dss = headers(files[:3])
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    record(sessions, dss[0], stored_for(dss[0], files[0]), received_at=start)
+    uid = str(dss[0].StudyInstanceUID)
+    with sessions() as slow:
+        stale = slow.scalar(select(Study).where(Study.study_instance_uid == uid))  # read, then overtaken
+        record(sessions, dss[1], stored_for(dss[1], files[1]), received_at=start + timedelta(seconds=20))
+        record_instance(slow, dss[2], stored_for(dss[2], files[2]), "1.2.840.10008.1.2.1", "CT1", start + timedelta(seconds=10))
+        slow.commit()
+        assert stale.last_received_at == start + timedelta(seconds=20)
+    study = study_row(sessions, uid)
+    assert (study.last_received_at, study.number_of_instances) == (start + timedelta(seconds=20), 3)
 
 
 def test_owner_group_is_set_when_the_study_is_created(sessions, small_series):
