@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import boto3
 from botocore.config import Config
@@ -43,7 +44,9 @@ class SQSJobQueue:
         self.url = queue_url
         self.dlq_url = dlq_url
         self.sessions = sessions
-        self.visibility = int(visibility_timeout_s)
+        # SQS takes whole seconds: round up, never down, or a 0.5 s lease became 0 s and
+        # the message was at once visible to every other worker.
+        self.visibility = math.ceil(visibility_timeout_s)
         self.max_attempts = max_attempts
         self.client = client or boto3.client(
             "sqs", endpoint_url=endpoint_url, region_name=region, config=Config(retries={"mode": "standard"})

@@ -126,6 +126,8 @@ def test_old_lease_is_lost_once_taken_over(sessions):
         queue.fail(old, "late")
     queue.complete(new)
     assert job_row(sessions, new.message.job_id).state == "done"
+    with pytest.raises(LeaseLost):
+        queue.heartbeat(new)  # completed: nothing left to extend
 
 
 def test_fail_backs_off_then_dead_at_max_attempts(sessions):
@@ -361,6 +363,18 @@ def test_sqs_heartbeat(sqs_setup):
 
 
 @pytest.mark.cloud
+def test_sqs_fractional_visibility_rounds_up(sqs_setup):
+    """SQS takes whole seconds; a 0.5 s lease must not become 0 s (visible at once)."""
+    cloud, sessions, make = sqs_setup
+    queue = make(visibility=0.5)
+    assert queue.visibility == 1
+    job = send_job(sessions, queue)
+    assert queue.receive(1).message.job_id == job.id
+    assert queue.receive(0) is None
+    assert queue_counts(cloud["sqs"], cloud["queue_url"]) == (0, 1)
+
+
+@pytest.mark.cloud
 def test_sqs_fail_then_dead_on_the_last_attempt(sqs_setup):
     cloud, sessions, make = sqs_setup
     queue = make(max_attempts=2)
@@ -373,6 +387,8 @@ def test_sqs_fail_then_dead_on_the_last_attempt(sqs_setup):
     cloud["sqs"].change_message_visibility(QueueUrl=cloud["queue_url"], ReceiptHandle=lease.receipt, VisibilityTimeout=0)
     lease = queue.receive(1)
     assert lease is not None and lease.attempt == 2
+    row = job_row(sessions, job.id)
+    assert (row.state, row.attempts) == ("running", 2)
     assert queue.fail(lease, "boom 2") == "dead"
     row = job_row(sessions, job.id)
     assert (row.state, row.error) == ("dead", "boom 2")
