@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import zlib
 from collections import Counter
 from pathlib import Path
 
 import pydicom
-from pydicom.errors import InvalidDicomError
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from archive.context import Archive
@@ -24,10 +24,17 @@ from archive.ingest import owner_group_of
 from archive.keys import instance_key
 from archive.objectstore.base import sha256_file
 from archive.spool import Spool
-from archive.uids import InvalidUID
 
 log = logging.getLogger("l3net.committer")
 
+# Commits of one SOP Instance UID run one at a time in this process (every committer):
+# two differing copies committed at once both passed the duplicate check, so under
+# keep-first the later put overwrote the first copy and recorded itself as "replaced".
+_SOP_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
+def _sop_lock(sop_uid: str) -> threading.Lock:
+    return _SOP_LOCKS[zlib.crc32(sop_uid.encode()) % len(_SOP_LOCKS)]
 
 
 class Committer:
@@ -120,19 +127,25 @@ class Committer:
 
     def commit(self, path: Path) -> str:
         """Commit one spool file; returns new, identical, replaced, duplicate or rejected."""
-        settings = self.archive.settings
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
             key = instance_key(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
             transfer_syntax = str(ds.file_meta.TransferSyntaxUID)
-        except (InvalidDicomError, InvalidUID, AttributeError, ValueError, EOFError, OSError) as error:
+        except Exception as error:  # noqa: BLE001 - any parse failure
             # The receiver validated before acknowledging; reaching here means the file
-            # changed on disk. Keep it for a person to look at.
+            # changed on disk. Keep it for a person to look at. Not only the usual parse
+            # errors: a corrupt element raises NotImplementedError (unknown VR),
+            # struct.error and the like, and such a file stayed in ready/ for ever.
             self.spool.set_aside(path, "rejected", f"cannot commit: {error}")
             log.error("event=commit.rejected file=%s reason=%r", path.name, str(error))
             return "rejected"
 
         digest = sha256_file(path)
+        with _sop_lock(str(ds.SOPInstanceUID)):
+            return self._commit_checked(path, ds, key, transfer_syntax, digest)
+
+    def _commit_checked(self, path: Path, ds, key: str, transfer_syntax: str, digest: str) -> str:
+        settings = self.archive.settings
         source_ae = str(ds.file_meta.get("SourceApplicationEntityTitle", "")).strip()
         with self.archive.sessions() as session:
             existing = find_instance(session, str(ds.SOPInstanceUID))
