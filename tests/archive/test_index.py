@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import threading
 from datetime import datetime, timedelta, timezone
 
 import pydicom
@@ -20,6 +19,7 @@ from archive.index.models import Base, Instance, Job, Patient, Series, Study, ut
 from archive.index.record import record_instance
 from archive.keys import instance_key
 from archive.objectstore.base import StoredObject
+from tests.archive.threads import run_together
 
 TABLES = {"patients", "studies", "series", "instances", "jobs", "alembic_version"}
 
@@ -279,23 +279,12 @@ def test_concurrent_records_into_one_study_lose_no_change(sessions, small_series
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     record(sessions, ds, stored_for(ds, path), received_at=start)
     modalities = ["MR", "PT", "NM", "US", "SR", "SEG", "PR", "RTSTRUCT"]
-    together = threading.Barrier(len(modalities))
-    errors: list[BaseException] = []
 
     def add(number, modality):
-        try:
-            other = _in_new_series(ds, number, modality)
-            together.wait(5)
-            record(sessions, other, stored_for(other, data=modality.encode()), received_at=start + timedelta(seconds=number))
-        except BaseException as error:  # noqa: BLE001 - reported below
-            errors.append(error)
+        other = _in_new_series(ds, number, modality)
+        record(sessions, other, stored_for(other, data=modality.encode()), received_at=start + timedelta(seconds=number))
 
-    threads = [threading.Thread(target=add, args=(n, m)) for n, m in enumerate(modalities, 1)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert errors == []
+    run_together(add, list(enumerate(modalities, 1)))
     study = study_row(sessions, str(ds.StudyInstanceUID))
     assert set(study.modalities_in_study.split("\\")) == {"CT", *modalities}
     assert (study.number_of_series, study.number_of_instances) == (len(modalities) + 1, len(modalities) + 1)

@@ -18,6 +18,7 @@ from archive.queue.base import LeaseLost
 from archive.queue.database import DatabaseJobQueue
 from archive.queue.message import JobMessage
 from archive.queue.sqs import SQSJobQueue
+from tests.archive.threads import run_together
 
 STUDY = "1.2.826.0.1.3680043.8.498.1"
 SERIES = "1.2.826.0.1.3680043.8.498.1.1"
@@ -196,29 +197,18 @@ def test_concurrent_receivers_get_each_job_exactly_once(sessions):
     ids = {add_job(sessions, generation=g).id for g in range(1, 21)}
     queue = DatabaseJobQueue(sessions, visibility_timeout_s=60)
     got: list[str] = []
-    errors: list[BaseException] = []
     lock = threading.Lock()
-    start = threading.Barrier(4)
 
     def worker():
-        try:
-            start.wait(5)
-            for _ in range(40):  # bounded: more than enough for 20 jobs
-                lease = queue.receive(0)
-                if lease is None:
-                    return
-                with lock:
-                    got.append(lease.message.job_id)
-                queue.complete(lease)
-        except BaseException as error:  # noqa: BLE001 - reported below
-            errors.append(error)
+        for _ in range(40):  # bounded: more than enough for 20 jobs
+            lease = queue.receive(0)
+            if lease is None:
+                return
+            with lock:
+                got.append(lease.message.job_id)
+            queue.complete(lease)
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert errors == []
+    run_together(worker, [()] * 4)
     assert sorted(got) == sorted(ids)
     with sessions() as session:
         assert {job.state for job in session.query(Job)} == {"done"}

@@ -17,6 +17,7 @@ from archive.context import open_archive
 from archive.index.models import Instance, Series, Study
 from archive.keys import instance_key
 from archive.spool import Spool
+from tests.archive.threads import run_together
 from tests.conftest import variant_settings
 
 
@@ -340,20 +341,12 @@ def test_concurrent_differing_copies_keep_the_first_committed(make_archive, smal
     committer = Committer(archive, spool)
     paths = [spool.write(body) for body in bodies]
     outcomes: dict[int, str] = {}
-    errors: list[BaseException] = []
 
     def commit(n):
-        try:
-            outcomes[n] = committer.commit(paths[n])
-        except BaseException as error:  # noqa: BLE001 - reported below
-            errors.append(error)
+        outcomes[n] = committer.commit(paths[n])
 
-    threads = [threading.Thread(target=commit, args=(n,)) for n in (0, 1)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert errors == [] and sorted(outcomes.values()) == ["duplicate", "new"]
+    run_together(commit, [(0,), (1,)])
+    assert sorted(outcomes.values()) == ["duplicate", "new"]
     kept = next(n for n, outcome in outcomes.items() if outcome == "new")
     aside = 1 - kept
     assert archive.store.get_bytes(key_of(source)) == bodies[kept]
