@@ -79,6 +79,20 @@ def test_bad_values_are_refused(clean_env):
         Settings()
 
 
+def test_defaults_without_any_variable(clean_env, tmp_path):
+    clean_env.chdir(tmp_path)
+    settings = Settings()
+    assert settings.data_dir == Path("l3net-data")
+    root = tmp_path.resolve() / "l3net-data"
+    assert settings.resolved_database_url == f"sqlite:///{root / 'index.sqlite3'}"
+    assert settings.resolved_object_store == str(root / "objects")
+    assert settings.resolved_spool_dir == root / "spool"
+    assert (settings.database_url, settings.object_store, settings.spool_dir) == (None, None, None)
+    assert (settings.queue, settings.duplicate_policy, settings.job_max_attempts) == ("db", "keep-first", 3)
+    assert (settings.ae_title, settings.dicom_host, settings.dicom_port) == ("L3NET", "127.0.0.1", 11112)
+    assert (settings.s3_multipart_threshold_mb, settings.job_visibility_timeout_s) == (16, 300.0)
+
+
 def test_derived_defaults_live_under_data_dir(clean_env, tmp_path):
     data = tmp_path / "data"
     settings = Settings(data_dir=data)

@@ -216,18 +216,20 @@ UNPARSEABLE = {
 
 
 @pytest.mark.filterwarnings("ignore:End of file reached before delimiter")
-@pytest.mark.parametrize("kind", UNPARSEABLE)
-def test_unparseable_file_is_rejected(make_archive, small_series, caplog, kind):
+def test_unparseable_files_are_rejected(make_archive, small_series, caplog):
     caplog.set_level(logging.ERROR, logger="l3net.committer")
-    body = UNPARSEABLE[kind](small_series["LIDC-IDRI-0002"][0].read_bytes())
+    source = small_series["LIDC-IDRI-0002"][0].read_bytes()
     archive = make_archive()
     spool = spool_of(archive)
-    path = spool.write(body)
-    assert Committer(archive, spool).commit(path) == "rejected"
-    assert (spool.root / "rejected" / path.name).read_bytes() == body
-    assert (spool.root / "rejected" / (path.name + ".reason")).read_text().startswith("cannot commit")
+    committer = Committer(archive, spool)
+    for kind, make_body in UNPARSEABLE.items():
+        body = make_body(source)
+        path = spool.write(body)
+        assert committer.commit(path) == "rejected", kind
+        assert (spool.root / "rejected" / path.name).read_bytes() == body
+        assert (spool.root / "rejected" / (path.name + ".reason")).read_text().startswith("cannot commit")
+        assert any(f"event=commit.rejected file={path.name}" in r.getMessage() for r in caplog.records), kind
     assert spool.pending() == []
-    assert any(f"event=commit.rejected file={path.name}" in r.getMessage() for r in caplog.records)
     with archive.sessions() as session:
         assert session.scalars(select(Instance)).all() == []
 
