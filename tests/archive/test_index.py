@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import multiprocessing
 from datetime import datetime, timedelta, timezone
 
 import pydicom
@@ -76,6 +77,40 @@ def test_migrations_create_every_table_and_are_idempotent(db_url):
         assert {"summary_key", "seg_sop_instance_uid", "sr_sop_instance_uid", "superseded_by"} <= job_columns
     finally:
         engine.dispose()
+
+
+def _migrate_in_a_process(url: str) -> None:
+    engine = make_engine(url)
+    migrate(engine)
+    engine.dispose()
+
+
+def test_processes_starting_together_migrate_one_at_a_time(db_url):
+    """Node, web and worker started at once on a fresh database all come up (they raced
+    on CREATE TABLE: 'table jobs already exists', a pg_type unique violation)."""
+    spawn = multiprocessing.get_context("spawn")
+    processes = [spawn.Process(target=_migrate_in_a_process, args=(db_url,)) for _ in range(3)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+    assert [process.exitcode for process in processes] == [0, 0, 0]
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+    finally:
+        engine.dispose()
+
+
+def test_threads_migrating_at_once_do_not_collide(db_url):
+    engines = [make_engine(db_url) for _ in range(3)]
+    try:
+        run_together(migrate, [(engine,) for engine in engines])
+        assert TABLES <= set(inspect(engines[0]).get_table_names())
+    finally:
+        for engine in engines:
+            engine.dispose()
 
 
 def test_models_match_migrations(db_url):
