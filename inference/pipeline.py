@@ -1,77 +1,209 @@
-"""The analysis pipeline: volume → engine → measurements → prognosis → SEG, SR, summary.
+"""The analysis pipeline: series → volume → engine → measurements → prognosis → SEG, SR, summary.
 
-The worker (:mod:`inference.job`) and ``l3net analyze`` both run :func:`analyze_datasets`.
+Entry points for the composition root (worker, ``l3net analyze``):
+
+* :func:`analyze` — one series (paths, bytes or Datasets) to an :class:`AnalysisResult`;
+* :func:`write_outputs` — ``seg.dcm``, ``sr.dcm`` and ``summary.json`` into a folder;
+* :class:`OutputUIDs` — the four new UIDs; :meth:`OutputUIDs.from_job` derives them
+  from a job id, so a redelivered job writes the same instances again.
+
+Refusals raise :class:`SeriesNotAnalysable` (re-exported here) with a reason for the
+radiologist; anything else is a bug or an environment problem.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
-from tqdm import tqdm
 
-from inference.engines import Segmentation, get_engine
-from inference.measurements import measure
+from inference.engines import Engine, Segmentation, get_engine
+from inference.measurements import Measurements, measure
 from inference.prognosis import suggest
 from inference.seg import write_seg
 from inference.sr import write_sr
 from inference.summary import build_summary
-from inference.volume import CTVolume, SeriesNotAnalysable, load_datasets, read_directory
+from inference.volume import CTVolume, SeriesNotAnalysable, Source, load_series, read_directory
 
-__all__ = ["AnalysisResult", "SeriesNotAnalysable", "analyze_datasets", "analyze_directory"]
+__all__ = [
+    "AnalysisResult",
+    "OutputUIDs",
+    "ProgressCallback",
+    "STEPS",
+    "SeriesNotAnalysable",
+    "analyze",
+    "analyze_datasets",
+    "analyze_directory",
+    "write_outputs",
+]
 
+#: Steps reported to ``progress``, in order.
 STEPS = ("load", "segment", "measure", "seg", "sr")
+#: ``progress(step, fraction)``: called after each step; ``fraction`` is 0..1 done.
+ProgressCallback = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class OutputUIDs:
+    """Series and SOP Instance UIDs of the SEG and the SR."""
+
+    seg_series: str
+    seg_instance: str
+    sr_series: str
+    sr_instance: str
+
+    @classmethod
+    def new(cls) -> "OutputUIDs":
+        """Fresh random UIDs."""
+        return cls(generate_uid(), generate_uid(), generate_uid(), generate_uid())
+
+    @classmethod
+    def from_job(cls, job_id: str) -> "OutputUIDs":
+        """UIDs derived from ``job_id``: the same job always gets the same four UIDs."""
+        return cls(*(generate_uid(entropy_srcs=[job_id, name]) for name in ("seg_series", "seg_instance", "sr_series", "sr_instance")))
+
+    @classmethod
+    def coerce(cls, value: "OutputUIDs | Mapping[str, str] | None") -> "OutputUIDs":
+        """Accepts an OutputUIDs, a dict with the four field names, or None (new UIDs)."""
+        if value is None:
+            return cls.new()
+        if isinstance(value, OutputUIDs):
+            return value
+        return cls(**{name: str(value[name]) for name in ("seg_series", "seg_instance", "sr_series", "sr_instance")})
 
 
 @dataclass
 class AnalysisResult:
+    """Everything one analysis produced.
+
+    ``volume``: the loaded series (HU, geometry, source headers). ``segmentation``:
+    the engine's label and side maps. ``measurements``, ``prognosis``: the numbers
+    and the suggested prognosis (as in summary.json). ``seg``, ``sr``: the DICOM
+    instances, ready to store. ``summary``: the summary.json dict. ``timings``:
+    seconds per step.
+    """
+
     volume: CTVolume
     segmentation: Segmentation
-    measurements: dict
-    prognosis: dict
+    measurements: Measurements
+    prognosis: dict[str, Any]
     seg: Dataset
     sr: Dataset
-    summary: dict
+    summary: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _reporter(progress: ProgressCallback | bool | None) -> tuple[ProgressCallback, Callable[[], None]]:
+    """A progress callback and a closer: True gives a tqdm bar (for a terminal)."""
+    if progress is True:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(STEPS), desc="analysis", unit="step")
+
+        def tick(step: str, _fraction: float) -> None:
+            bar.set_postfix_str(step)
+            bar.update(1)
+
+        return tick, bar.close
+    if callable(progress):
+        return progress, lambda: None
+    return (lambda _step, _fraction: None), lambda: None
+
+
+def analyze(
+    sources: Sequence[Source],
+    engine_name: str = "densitometry",
+    progress: ProgressCallback | bool | None = None,
+    *,
+    uids: OutputUIDs | Mapping[str, str] | None = None,
+    settings: Any = None,
+    engine: Engine | None = None,
+) -> AnalysisResult:
+    """Analyse one CT series.
+
+    ``sources``: the instances of one series (file paths, bytes or pydicom Datasets;
+    Datasets are not modified). ``engine_name``: ``densitometry`` (default) or
+    ``l3net``; ``engine`` overrides it with a ready engine object. ``progress``: a
+    ``(step, fraction)`` callback, True for a tqdm bar, or None. ``uids``: the output
+    UIDs (default: new random ones). ``settings``: passed to :func:`get_engine`.
+
+    Raises :class:`SeriesNotAnalysable` when the series cannot be analysed.
+    """
+    output_uids = OutputUIDs.coerce(uids)
+    report, close = _reporter(progress)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def done(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[step] = now - clock
+        clock = now
+        report(step, (STEPS.index(step) + 1) / len(STEPS))
+
+    try:
+        engine = engine or get_engine(engine_name, settings)  # before loading: fail fast
+        volume = load_series(sources)
+        done("load")
+        segmentation = engine(volume)
+        done("segment")
+        measurements = measure(volume, segmentation)
+        prognosis = suggest(measurements)
+        done("measure")
+        seg = write_seg(volume, segmentation, output_uids.seg_series, output_uids.seg_instance)
+        done("seg")
+        sr = write_sr(
+            seg, volume.datasets, measurements, prognosis, output_uids.sr_series, output_uids.sr_instance,
+            segmentation.engine, segmentation.version,
+        )
+        done("sr")
+    finally:
+        close()
+    summary = build_summary(volume.datasets, volume.spacing, segmentation, measurements, prognosis, seg, sr, timings)
+    return AnalysisResult(volume, segmentation, measurements, prognosis, seg, sr, summary, timings)
+
+
+def write_outputs(result: AnalysisResult, out_dir: Path | str) -> dict[str, Path]:
+    """Write ``seg.dcm``, ``sr.dcm`` and ``summary.json`` into ``out_dir`` (created if
+    needed); returns their paths by name. Each file is written under a temporary name
+    and renamed, so a reader never sees half a file."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"seg": out / "seg.dcm", "sr": out / "sr.dcm", "summary": out / "summary.json"}
+    for name, ds in (("seg", result.seg), ("sr", result.sr)):
+        partial = paths[name].with_suffix(".dcm.part")
+        ds.save_as(partial, enforce_file_format=True)
+        partial.replace(paths[name])
+    partial = paths["summary"].with_suffix(".json.part")
+    partial.write_text(json.dumps(result.summary, indent=2, ensure_ascii=False))
+    partial.replace(paths["summary"])
+    return paths
+
+
+# -- the first API, kept for callers written against it --------------------------------
 
 
 def analyze_datasets(
-    datasets: list[Dataset], engine_name: str = "densitometry", uids: dict | None = None, progress: bool = False, settings=None
+    datasets: Sequence[Source],
+    engine_name: str = "densitometry",
+    uids: OutputUIDs | Mapping[str, str] | None = None,
+    progress: ProgressCallback | bool | None = False,
+    settings: Any = None,
 ) -> AnalysisResult:
-    """Analyse one series. ``uids`` (keys seg_series, seg_instance, sr_series,
-    sr_instance) fixes the output UIDs, so a redelivered job writes the same instances."""
-    uids = uids or {name: generate_uid() for name in ("seg_series", "seg_instance", "sr_series", "sr_instance")}
-    bar = tqdm(total=len(STEPS), desc="analysis", disable=not progress, unit="step")
-
-    def step(name: str) -> None:
-        bar.set_postfix_str(name)
-        bar.update(1)
-
-    engine = get_engine(engine_name, settings)
-    volume = load_datasets(datasets)
-    step("load")
-    segmentation = engine(volume)
-    step("segment")
-    measurements = measure(volume, segmentation)
-    prognosis = suggest(measurements)
-    step("measure")
-    seg = write_seg(volume, segmentation, uids["seg_series"], uids["seg_instance"])
-    step("seg")
-    sr = write_sr(seg, volume.datasets, measurements, prognosis, uids["sr_series"], uids["sr_instance"], engine.name, engine.version)
-    step("sr")
-    bar.close()
-    summary = build_summary(volume.datasets, measurements, prognosis, engine.name, engine.version, seg, sr)
-    return AnalysisResult(volume, segmentation, measurements, prognosis, seg, sr, summary)
+    """:func:`analyze` with the argument order of the first API."""
+    return analyze(datasets, engine_name, progress or None, uids=uids, settings=settings)
 
 
-def analyze_directory(directory: Path, out_dir: Path, engine_name: str = "densitometry", progress: bool = False) -> AnalysisResult:
-    """``l3net analyze``: analyse the series in ``directory``; write seg.dcm, sr.dcm, summary.json."""
-    result = analyze_datasets(read_directory(Path(directory)), engine_name, progress=progress)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result.seg.save_as(out_dir / "seg.dcm", enforce_file_format=True)
-    result.sr.save_as(out_dir / "sr.dcm", enforce_file_format=True)
-    (out_dir / "summary.json").write_text(json.dumps(result.summary, indent=2))
+def analyze_directory(
+    directory: Path | str, out_dir: Path | str, engine_name: str = "densitometry", progress: ProgressCallback | bool | None = False
+) -> AnalysisResult:
+    """``l3net analyze DIR --out OUT``: the one series in ``directory`` → three files."""
+    result = analyze(read_directory(directory), engine_name, progress or None)
+    write_outputs(result, out_dir)
     return result
+

@@ -1,123 +1,190 @@
-"""DICOM Comprehensive 3D SR: a TID 1500 measurement report referencing the SEG.
+"""DICOM Comprehensive 3D SR: a TID 1500 Measurement Report referencing the SEG.
 
-There is one Volumetric ROI group (TID 1411) per SEG segment. Each group references
-its segment, and holds the volume (mL) and percentages (%) of that region.
+Content (``Imaging Measurements``):
 
-The right and left lung groups also carry, as qualitative evaluations:
+* one Volumetric ROI group (TID 1411) per SEG segment, referencing that segment:
 
-- the three zone scores of that lung;
-- the total score;
-- the suggested prognosis: the category, the rule that fired, and
-  "not for diagnostic use".
+  - right lung, left lung: volume (mL); ground-glass, consolidation and involvement
+    (mL and %); well-aerated and hyperinflated lung (%); mean attenuation (HU); and
+    per zone (finding site: SCT upper / middle / lower zone of lung, with laterality)
+    the involvement (%) and the zone score (0–4, unit ``{score}``);
+  - ground-glass opacity, consolidation: volume (mL) and % of both lungs;
 
-Concepts with no standard code use the private scheme ``99L3NET``.
+* one group without ROI (TID 1501) for the whole study: total lung volume, %WAL,
+  total zonal score (0–24) and, as qualitative evaluations, the suggested prognosis
+  category and the rule that fired, both coded and labelled "not for diagnostic use".
+
+Standard codes where the standard has them (pydicom's code dictionary): Volume SCT
+118565006, Attenuation Coefficient DCM 112031 with derivation Mean SCT 373098007,
+Lung and the zone concepts, laterality, UCUM units. Percentages, scores and the
+prognosis have no standard concept; they use the private scheme ``99L3NET``, which
+the SR declares in its Coding Scheme Identification Sequence.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
 
-from inference.seg import MANUFACTURER, SEGMENTS
+from inference.measurements import ZONES, Measurements, RegionMeasurements
+from inference.seg import MANUFACTURER, SEGMENT_OF_SIDE, SEGMENTS
 
 PRIVATE = "99L3NET"
+SERIES_NUMBER = 9002
 ML = hd.sr.CodedConcept("mL", "UCUM", "milliliter")
 PERCENT = hd.sr.CodedConcept("%", "UCUM", "percent")
 HU = hd.sr.CodedConcept("[hnsf'U]", "UCUM", "Hounsfield unit")
+SCORE = hd.sr.CodedConcept("{score}", "UCUM", "score")
+CT_PROCEDURE = hd.sr.CodedConcept("25045-6", "LN", "CT unspecified body region")  # CID 100
+ZONE_CODES = {"upper": codes.SCT.UpperZoneOfLung, "middle": codes.SCT.MiddleZoneOfLung, "lower": codes.SCT.LowerZoneOfLung}
+LATERALITY = {"right": codes.SCT.Right, "left": codes.SCT.Left}
 
 
-def _private(value: str, meaning: str) -> hd.sr.CodedConcept:
+def private(value: str, meaning: str) -> hd.sr.CodedConcept:
+    """A concept of the private scheme (CodeMeaning is at most 64 characters)."""
     return hd.sr.CodedConcept(value, PRIVATE, meaning[:64])
 
 
+# (key in RegionMeasurements, concept, unit) for the lung groups.
 QUANTITIES = [
-    ("ggo_percent", _private("GGO-PCT", "Ground-glass opacity percent of region"), PERCENT),
-    ("consolidation_percent", _private("CONS-PCT", "Consolidation percent of region"), PERCENT),
-    ("involvement_percent", _private("INV-PCT", "Opacity involvement percent of region"), PERCENT),
-    ("well_aerated_percent", _private("WAL-PCT", "Well-aerated lung percent (-950 to -700 HU)"), PERCENT),
-    ("hyperinflated_percent", _private("HYP-PCT", "Hyperinflated lung percent (below -950 HU)"), PERCENT),
-    ("mean_hu", _private("MEAN-HU", "Mean attenuation of region"), HU),
+    ("ggo_ml", private("GGO-ML", "Ground-glass opacity volume"), ML),
+    ("ggo_percent", private("GGO-PCT", "Ground-glass opacity, percent of lung volume"), PERCENT),
+    ("consolidation_ml", private("CONS-ML", "Consolidation volume"), ML),
+    ("consolidation_percent", private("CONS-PCT", "Consolidation, percent of lung volume"), PERCENT),
+    ("involvement_ml", private("INV-ML", "Involved lung volume (ground-glass + consolidation)"), ML),
+    ("involvement_percent", private("INV-PCT", "Involvement, percent of lung volume"), PERCENT),
+    ("well_aerated_percent", private("WAL-PCT", "Well-aerated lung (-950 to -700 HU), percent"), PERCENT),
+    ("hyperinflated_percent", private("HYP-PCT", "Hyperinflated lung (below -950 HU), percent"), PERCENT),
 ]
+CONCEPT = {key: concept for key, concept, _unit in QUANTITIES}
+ZONE_INVOLVEMENT = private("ZONE-INV-PCT", "Zone involvement, percent of zone volume")
+ZONE_SCORE = private("ZONE-SCORE", "Zonal severity score (0-4)")
+TOTAL_SCORE = private("TOTAL-SCORE", "Total zonal severity score (0-24)")
+PROGNOSIS = private("PROGNOSIS", "Suggested prognosis, not for diagnostic use")
+PROGNOSIS_RULE = private("PROGNOSIS-RULE", "Rule that decided the suggested prognosis")
 
 
-def _measurement(name, value: float, unit) -> hd.sr.Measurement:
-    return hd.sr.Measurement(name=name, value=float(value), unit=unit)
+def _measurement(name, value: float, unit, **kwargs) -> hd.sr.Measurement:
+    return hd.sr.Measurement(name=name, value=float(value), unit=unit, **kwargs)
 
 
-def _region_measurements(values: dict) -> list[hd.sr.Measurement]:
+def _mean_attenuation(values: RegionMeasurements) -> list[hd.sr.Measurement]:
+    if values["mean_hu"] is None:
+        return []
+    return [_measurement(codes.DCM.AttenuationCoefficient, values["mean_hu"], HU, derivation=codes.SCT.Mean)]
+
+
+def _lung_measurements(side: str, values: RegionMeasurements, measurements: Measurements) -> list[hd.sr.Measurement]:
     items = [_measurement(codes.SCT.Volume, values["volume_ml"], ML)]
-    items += [_measurement(name, values[key], unit) for key, name, unit in QUANTITIES if values.get(key) is not None]
+    items += [_measurement(name, values[key], unit) for key, name, unit in QUANTITIES]  # type: ignore[literal-required]
+    items += _mean_attenuation(values)
+    for zone in ZONES:
+        site = [hd.sr.FindingSite(anatomic_location=ZONE_CODES[zone], laterality=LATERALITY[side])]
+        zone_values = measurements["zones"][f"{side}_{zone}"]
+        items.append(_measurement(ZONE_INVOLVEMENT, zone_values["involvement_percent"], PERCENT, finding_sites=site))
+        items.append(_measurement(ZONE_SCORE, zone_values["score"], SCORE, finding_sites=site))
     return items
 
 
-def _score(name: str, score: int) -> hd.sr.QualitativeEvaluation:
-    return hd.sr.QualitativeEvaluation(
-        name=_private(f"SCORE-{name.upper()}", f"Zone severity score, {name.replace('_', ' ')} zone (0-4)"),
-        value=_private(f"SCORE{score}", f"Score {score}"),
+def _opacity_measurements(key: str, measurements: Measurements) -> list[hd.sr.Measurement]:
+    lungs = measurements["lungs"]
+    return [
+        _measurement(codes.SCT.Volume, lungs[f"{key}_ml"], ML),  # type: ignore[literal-required]
+        _measurement(CONCEPT[f"{key}_percent"], lungs[f"{key}_percent"], PERCENT),  # type: ignore[literal-required]
+    ]
+
+
+def _summary_group(measurements: Measurements, prognosis: dict) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    lungs = measurements["lungs"]
+    rule = prognosis["decisive_rule"]
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(identifier="Both lungs: scores and suggested prognosis", uid=generate_uid()),
+        finding_type=codes.SCT.Lung,
+        finding_sites=[hd.sr.FindingSite(anatomic_location=codes.SCT.Lung, laterality=codes.SCT.Bilateral)],
+        measurements=[
+            _measurement(codes.SCT.Volume, lungs["volume_ml"], ML),
+            _measurement(CONCEPT["well_aerated_percent"], lungs["well_aerated_percent"], PERCENT),
+            _measurement(CONCEPT["involvement_percent"], lungs["involvement_percent"], PERCENT),
+            *_mean_attenuation(lungs),
+            _measurement(TOTAL_SCORE, measurements["total_score"], SCORE),
+        ],
+        qualitative_evaluations=[
+            hd.sr.QualitativeEvaluation(
+                name=PROGNOSIS,
+                value=private(f"RISK-{prognosis['category'].upper()}", f"{prognosis['category'].capitalize()} risk (suggested, not for diagnostic use)"),
+            ),
+            hd.sr.QualitativeEvaluation(name=PROGNOSIS_RULE, value=private(rule["id"], rule["short"])),
+        ],
     )
 
 
 def write_sr(
-    seg: Dataset, source: list[Dataset], measurements: dict, prognosis: dict, series_uid: str, sop_uid: str, engine: str, version: str
+    seg: Dataset,
+    source: Sequence[Dataset],
+    measurements: Measurements,
+    prognosis: dict,
+    series_uid: str,
+    sop_uid: str,
+    engine: str,
+    version: str,
+    series_number: int = SERIES_NUMBER,
 ) -> Dataset:
+    """The SR instance: TID 1500 over ``seg`` (and through it ``source``).
+
+    ``prognosis``: the dict of :func:`inference.prognosis.suggest`.
+    """
+    device_uid = generate_uid(entropy_srcs=["L3-net Node", engine, version])
     observer = hd.sr.ObservationContext(
         observer_person_context=None,
         observer_device_context=hd.sr.ObserverContext(
             observer_type=codes.DCM.Device,
             observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-                uid=seg.SOPInstanceUID, name=f"L3-net {engine} {version}"
+                uid=device_uid, name=f"L3-net {engine}", manufacturer_name=MANUFACTURER, model_name=f"{engine} {version}"
             ),
         ),
     )
-    series = hd.sr.SourceSeriesForSegmentation(source[0].SeriesInstanceUID)
-    groups = []
-    regions = {1: measurements["per_lung"]["right"], 2: measurements["per_lung"]["left"]}
-    for number, label, _category, kind, _rgb in SEGMENTS:
-        if number in regions:
-            values = regions[number]
-            side = "right" if number == 1 else "left"
-            evaluations = [_score(f"{side}_{zone}", measurements["zones"][f"{side}_{zone}"]["score"]) for zone in ("upper", "middle", "lower")]
+    series = hd.sr.SourceSeriesForSegmentation(str(source[0].SeriesInstanceUID))
+    per_side = {number: side for side, number in (("right", SEGMENT_OF_SIDE[1]), ("left", SEGMENT_OF_SIDE[2]))}
+    groups: list = []
+    for spec in SEGMENTS:
+        if spec.number in per_side:
+            side = per_side[spec.number]
+            items = _lung_measurements(side, measurements["per_lung"][side], measurements)
+            sites = [hd.sr.FindingSite(anatomic_location=codes.SCT.Lung, laterality=LATERALITY[side])]
         else:
-            key = "ggo" if number == 3 else "consolidation"
-            lungs = measurements["lungs"]
-            values = {"volume_ml": lungs[f"{key}_ml"], f"{key}_percent": lungs[f"{key}_percent"]}
-            evaluations = []
-        if number == 1:
-            evaluations += [
-                hd.sr.QualitativeEvaluation(
-                    name=_private("SCORE-TOTAL", "Total zonal severity score (0-24)"),
-                    value=_private(f"TOTAL{measurements['total_score']}", f"Total score {measurements['total_score']} of 24"),
-                ),
-                hd.sr.QualitativeEvaluation(
-                    name=_private("PROGNOSIS", "Suggested prognosis, not for diagnostic use"),
-                    value=_private(f"RISK-{prognosis['category'].upper()}", f"{prognosis['category']} risk (suggested)"),
-                ),
-            ]
+            items = _opacity_measurements("ggo" if spec.number == 3 else "consolidation", measurements)
+            sites = [hd.sr.FindingSite(anatomic_location=codes.SCT.Lung, laterality=codes.SCT.Bilateral)]
         groups.append(
             hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=hd.sr.TrackingIdentifier(identifier=label, uid=hd.UID()),
+                tracking_identifier=hd.sr.TrackingIdentifier(identifier=spec.label, uid=generate_uid()),
                 referenced_segment=hd.sr.ReferencedSegment(
-                    sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, segment_number=number, source_series=series
+                    sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, segment_number=spec.number, source_series=series
                 ),
-                finding_type=kind,
-                measurements=_region_measurements(values),
-                qualitative_evaluations=evaluations or None,
+                finding_type=spec.kind,
+                finding_sites=sites,
+                measurements=items,
             )
         )
-    report = hd.sr.MeasurementReport(
-        observation_context=observer,
-        procedure_reported=hd.sr.CodedConcept("25045-6", "LN", "CT unspecified body region"),
-        imaging_measurements=groups,
-    )
-    return hd.sr.Comprehensive3DSR(
+    groups.append(_summary_group(measurements, prognosis))
+    report = hd.sr.MeasurementReport(observation_context=observer, procedure_reported=CT_PROCEDURE, imaging_measurements=groups)
+    sr = hd.sr.Comprehensive3DSR(
         evidence=[seg, *source],
         content=report,
         series_instance_uid=series_uid,
-        series_number=9002,
+        series_number=series_number,
         sop_instance_uid=sop_uid,
         instance_number=1,
         manufacturer=MANUFACTURER,
         is_complete=True,
         series_description=f"Lung opacity SR ({engine}), not for diagnostic use",
     )
+    scheme = Dataset()
+    scheme.CodingSchemeDesignator = PRIVATE
+    scheme.CodingSchemeName = "L3-net Node private concepts"
+    scheme.CodingSchemeResponsibleOrganization = MANUFACTURER
+    sr.CodingSchemeIdentificationSequence = [scheme]
+    return sr

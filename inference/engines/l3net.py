@@ -2,8 +2,10 @@
 
 * Model classes map to ours by phase (:mod:`inference.unet.phases`); Phase 3 vessels
   count as lung, never as opacity.
-* Left and right come from the densitometry geometry: the UNet's lung mask is split
-  into lungs as densitometry splits its air mask, and patient left is +x (LPS).
+* Left and right come from the densitometry geometry
+  (:func:`inference.engines.densitometry.lung_sides`): the UNet's lung mask is split
+  into lungs as densitometry splits its air mask, and patient left is +x (LPS). Zones
+  and measurements are then the same as for densitometry.
 * Cleanup, as in the original app: an opacity component is kept only if its highest
   probability reaches ``L3NET_UNET_THRESHOLD`` (default 0.8).
 * Weights are loaded once per worker process and kept.
@@ -17,8 +19,8 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage as ndi
 
-from inference.engines.base import CONSOLIDATION, GGO, LEFT_LUNG, RIGHT_LUNG, Segmentation
-from inference.engines.densitometry import _downsample_mask, _split_lungs, _upsample
+from inference.engines.base import CONSOLIDATION, GGO, Segmentation
+from inference.engines.densitometry import MIN_LUNG_ML, lung_sides
 from inference.volume import CTVolume, SeriesNotAnalysable
 
 log = logging.getLogger("l3net.engine")
@@ -63,17 +65,9 @@ class L3NetEngine:
             ours[index] = {M_LUNG: 1, M_GGO: GGO, M_CONS: CONSOLIDATION}.get(meaning, 0)
         mapped = ours[classes]
         lung = mapped > 0
-        if lung.sum() * volume.voxel_ml < 100:
+        if lung.sum() * volume.voxel_ml < MIN_LUNG_ML:
             raise SeriesNotAnalysable("not a chest CT: no lungs found by the L3-net model")
-        # Left/right: the densitometry split, on the half-resolution lung mask.
-        parts = _split_lungs(_downsample_mask(lung), volume.voxel_ml * 4)
-        side = np.zeros(lung.shape, np.uint8)
-        x_sign = volume.column_x_sign()
-        for part in parts:
-            column = ndi.center_of_mass(part)[2] * 2
-            is_left = (column - lung.shape[2] / 2) * x_sign > 0
-            side[_upsample(part, lung.shape) & lung & (side == 0)] = LEFT_LUNG if is_left else RIGHT_LUNG
-        side[lung & (side == 0)] = RIGHT_LUNG if not parts else side[lung & (side > 0)].max(initial=RIGHT_LUNG)
+        side = lung_sides(lung, volume)
         labels = side.copy()
         opacity = (mapped == GGO) | (mapped == CONSOLIDATION)
         components, count = ndi.label(opacity)

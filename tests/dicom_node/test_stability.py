@@ -283,9 +283,13 @@ def test_node_queues_one_job_per_stable_study(archive_variant, start_node, small
     expected = {study_uid(files): 1 for files in small_series.values()}
 
     def all_queued() -> bool:
-        return all(study(archive, uid) is not None and study(archive, uid).state == "queued" for uid in expected)
+        # The study row turns "queued" with its job's row; with an external queue the
+        # message is sent (and sent_at set) just after that commit: wait for both.
+        return all(study(archive, uid) is not None and study(archive, uid).state == "queued" for uid in expected) and all(
+            job.sent_at is not None for job in jobs(archive)
+        )
 
-    wait_until(all_queued, timeout=30, what="every study queued")
+    wait_until(all_queued, timeout=30, what="every study queued and its job sent")
     assert_one_job_per_study(archive, request, expected)
     with archive.sessions() as session:
         selected = {s.series_instance_uid: s.number_of_instances for s in session.scalars(select(Series))}
@@ -294,8 +298,9 @@ def test_node_queues_one_job_per_stable_study(archive_variant, start_node, small
     # A late instance re-opens its study; once stable again it gets one more job.
     assert set(push(node.port, [held_back]).values()) == {0}
     late = study_uid(small_series["LIDC-IDRI-0003"])
-    wait_until(lambda: study(archive, late).generation == 2 and study(archive, late).state == "queued",
-               timeout=30, what="the re-opened study queued again")
+    wait_until(lambda: study(archive, late).generation == 2 and study(archive, late).state == "queued"
+               and all(job.sent_at is not None for job in jobs(archive)),
+               timeout=30, what="the re-opened study queued and its job sent again")
     rows = jobs(archive)
     assert sorted((j.study_instance_uid, j.generation) for j in rows) == sorted([*expected.items(), (late, 2)])
     if archive_variant == "cloud":

@@ -8,6 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from inference.engines import densitometry
 from inference.pipeline import analyze_datasets, analyze_directory
 from inference.seg import masks
 from tests.conftest import require_tool
@@ -53,7 +54,9 @@ def test_seg_frames_land_on_the_right_pixels(result, tmp_path):
     assert [s.SegmentLabel for s in seg.SegmentSequence] == ["Right lung", "Left lung", "Ground-glass opacity", "Consolidation"]
     assert seg.SegmentSequence[2].SegmentedPropertyTypeCodeSequence[0].CodeValue == "112120"
     algorithm = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
-    assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("densitometry", "1.0.0")
+    assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == (densitometry.NAME, densitometry.VERSION)
+    modifier = seg.SegmentSequence[1].SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence[0]
+    assert (modifier.CodeValue, modifier.CodeMeaning) == ("7771000", "Left")  # CID 244
 
 
 def test_sr_references_seg_and_holds_the_numbers(result):
@@ -65,7 +68,9 @@ def test_sr_references_seg_and_holds_the_numbers(result):
     values = [float(item.MeasuredValueSequence[0].NumericValue) for item in _walk(sr) if "MeasuredValueSequence" in item]
     assert right["volume_ml"] in values and right["well_aerated_percent"] in values
     assert "Suggested prognosis, not for diagnostic use" in text
-    assert f"Total score {result.measurements['total_score']} of 24" in text
+    assert result.prognosis["decisive_rule"]["short"] in text
+    total = [item for item in _walk(sr) if item.get("ConceptNameCodeSequence") and item.ConceptNameCodeSequence[0].CodeValue == "TOTAL-SCORE"]
+    assert [float(t.MeasuredValueSequence[0].NumericValue) for t in total] == [result.measurements["total_score"]]
     evidence = {item.SeriesInstanceUID for item in sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence}
     assert result.volume.datasets[0].SeriesInstanceUID in evidence and result.seg.SeriesInstanceUID in evidence
 
@@ -79,7 +84,7 @@ def _walk(ds):
 def test_summary_matches_and_prognosis_is_labelled(result):
     summary = result.summary
     assert summary["schema"] == "l3net.summary/1"
-    assert summary["engine"] == {"name": "densitometry", "version": "1.0.0"}
+    assert summary["engine"] == {"name": densitometry.NAME, "version": densitometry.VERSION}
     assert summary["measurements"] == result.measurements
     assert summary["scores"]["total"] == result.measurements["total_score"]
     prognosis = summary["prognosis"]

