@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     unet_threshold: float = Field(
         0.8, description="Connected-component cleanup: keep opacity components whose peak probability reaches this."
     )
+    seg_compression: Literal["jpeg2000", "none"] = Field(
+        "jpeg2000",
+        description="Transfer syntax of the SEG the worker writes: JPEG 2000 Lossless (about 30x smaller) or none "
+        "(bit-packed Explicit VR Little Endian). WADO-RS sends either to clients that ask for Explicit VR LE.",
+    )
 
     # -- web ---------------------------------------------------------------------
     http_host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")

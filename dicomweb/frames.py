@@ -203,13 +203,13 @@ class FrameSource:
         ds.PixelData = pydicom.encaps.encapsulate([encoded])
         ds["PixelData"].VR = "OB"
         array = pydicom.pixels.pixel_array(ds, raw=True)
-        return _little_endian(array)
+        return native_bytes(array, int(layout.header.BitsAllocated))
 
     @staticmethod
     def _decoded(layout: Layout, number: int) -> bytes:
         assert layout.whole is not None
         array = pydicom.pixels.pixel_array(layout.whole, index=number - 1, raw=True)
-        return _little_endian(array)
+        return native_bytes(array, int(layout.whole.BitsAllocated))
 
     def pixels(self, key: str, number: int) -> np.ndarray:
         """Frame ``number`` as an array (rows, columns[, samples]) of stored values."""
@@ -229,5 +229,10 @@ class FrameSource:
         return array.reshape(shape)
 
 
-def _little_endian(array: np.ndarray) -> bytes:
+def native_bytes(array: np.ndarray, bits_allocated: int) -> bytes:
+    """Decoded pixels as native (uncompressed) pixel data: little-endian words, or, for
+    1-bit pixels (BINARY SEG), bits packed 8 to a byte, low bit first (PS3.5 8.1.1).
+    pydicom decodes 1-bit pixels to one byte each, which is not the native form."""
+    if bits_allocated == 1:
+        return pydicom.pixels.pack_bits(array, pad=False)
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()

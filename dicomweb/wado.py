@@ -12,6 +12,7 @@ import io
 from typing import Iterator
 
 import pydicom
+import pydicom.pixels
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 from pydicom.dataelem import DataElement
@@ -51,7 +52,12 @@ def _chunks(store: ObjectStore, key: str) -> Iterator[bytes]:
 def to_explicit_le(data: bytes) -> bytes:
     """A Part 10 file re-encoded in Explicit VR Little Endian (decompressing pixels)."""
     ds = pydicom.dcmread(io.BytesIO(data))
-    if ds.file_meta.TransferSyntaxUID.is_compressed:
+    if ds.file_meta.TransferSyntaxUID.is_compressed and int(ds.get("BitsAllocated", 0)) == 1:
+        # A compressed BINARY SEG: pydicom's decompress() would store one byte per
+        # pixel; native 1-bit pixel data is bit-packed, frames back to back.
+        ds.PixelData = pydicom.pixels.pack_bits(ds.pixel_array)  # padded to even length
+        ds["PixelData"].VR = "OB"
+    elif ds.file_meta.TransferSyntaxUID.is_compressed:
         ds.decompress()  # also sets the transfer syntax
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     out = io.BytesIO()

@@ -130,7 +130,8 @@ def analyze(
     Datasets are not modified). ``engine_name``: ``densitometry`` (default) or
     ``l3net``; ``engine`` overrides it with a ready engine object. ``progress``: a
     ``(step, fraction)`` callback, True for a tqdm bar, or None. ``uids``: the output
-    UIDs (default: new random ones). ``settings``: passed to :func:`get_engine`.
+    UIDs (default: new random ones). ``settings``: passed to :func:`get_engine`; its
+    ``seg_compression`` ("jpeg2000", the default, or "none") picks the SEG's encoding.
 
     Raises :class:`SeriesNotAnalysable` when the series cannot be analysed.
     """
@@ -155,7 +156,8 @@ def analyze(
         measurements = measure(volume, segmentation)
         prognosis = suggest(measurements)
         done("measure")
-        seg = write_seg(volume, segmentation, output_uids.seg_series, output_uids.seg_instance)
+        compress = getattr(settings, "seg_compression", "jpeg2000") != "none"
+        seg = write_seg(volume, segmentation, output_uids.seg_series, output_uids.seg_instance, compress=compress)
         done("seg")
         sr = write_sr(
             seg, volume.datasets, measurements, prognosis, output_uids.sr_series, output_uids.sr_instance,
@@ -200,10 +202,14 @@ def analyze_datasets(
 
 
 def analyze_directory(
-    directory: Path | str, out_dir: Path | str, engine_name: str = "densitometry", progress: ProgressCallback | bool | None = False
+    directory: Path | str,
+    out_dir: Path | str,
+    engine_name: str = "densitometry",
+    progress: ProgressCallback | bool | None = False,
+    settings: Any = None,
 ) -> AnalysisResult:
     """``l3net analyze DIR --out OUT``: the one series in ``directory`` → three files."""
-    result = analyze(read_directory(directory), engine_name, progress or None)
+    result = analyze(read_directory(directory), engine_name, progress or None, settings=settings)
     write_outputs(result, out_dir)
     return result
 

@@ -18,10 +18,14 @@ concept. Every code comes from pydicom's code dictionary (the standard's CIDs) e
 consolidation: no CID of the standard holds it, so the SNOMED CT concept 95436008
 "Lung consolidation" is used (CID 7151 is extensible).
 
-Pixels are bit-packed BINARY frames in Explicit VR Little Endian: highdicom encodes
-BINARY only natively or as JPEG 2000, and bit-packing already stores 8 voxels a byte
-(a 133-slice chest is ~10 MB). Empty frames are omitted. The SEG shares the source
-Frame of Reference and references every source image.
+Pixels are BINARY frames, compressed by default: JPEG 2000 Lossless is the one
+compressed transfer syntax the standard and highdicom allow for 1-bit pixels. For
+LIDC-IDRI-0001 (133 slices, 305 non-empty frames) it is 0.3 MB against 9.9 MB
+bit-packed in Explicit VR Little Endian, for 0.3 s more. ``compress=False`` writes the
+bit-packed native form (setting ``L3NET_SEG_COMPRESSION=none``); WADO-RS decodes the
+compressed form for clients that ask for Explicit VR Little Endian (OHIF does). Empty
+frames are omitted. The SEG shares the source Frame of Reference and references every
+source image.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
 
 from inference.engines.base import CONSOLIDATION, GGO, LEFT_LUNG, RIGHT_LUNG, Segmentation
 from inference.volume import CTVolume
@@ -136,11 +140,13 @@ def write_seg(
     sop_uid: str,
     series_number: int = SERIES_NUMBER,
     source_images: Sequence[Dataset] | None = None,
+    compress: bool = True,
 ) -> Dataset:
     """The SEG instance of ``segmentation`` over ``volume``'s source images.
 
     ``series_uid`` / ``sop_uid``: the new series and instance UIDs (pass UIDs derived
-    from a job id to make a redelivered job write the same instance).
+    from a job id to make a redelivered job write the same instance). ``compress``:
+    JPEG 2000 Lossless (True) or bit-packed Explicit VR Little Endian (False).
     """
     engine, version = segmentation.engine, segmentation.version
     return _Segmentation(
@@ -159,6 +165,6 @@ def write_seg(
         content_label="LUNGOPACITY",
         content_description=f"Lungs and opacity ({engine} {version})",
         series_description=f"Lung opacity SEG ({engine}), not for diagnostic use",
-        transfer_syntax_uid=ExplicitVRLittleEndian,
+        transfer_syntax_uid=JPEG2000Lossless if compress else ExplicitVRLittleEndian,
         omit_empty_frames=True,
     )

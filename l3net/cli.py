@@ -138,7 +138,7 @@ def analyze(
 
     configure_logging(log_level)
     try:
-        result = analyze_directory(directory, out, engine_name=engine, progress=True)
+        result = analyze_directory(directory, out, engine_name=engine, progress=True, settings=Settings())
     except SeriesNotAnalysable as error:
         typer.echo(f"not analysable: {error}", err=True)
         raise typer.Exit(2)

@@ -204,3 +204,34 @@ def test_unacceptable_media_types_get_406(open_server, library):
     assert _get(open_server, "/studies", "text/html").status_code == 406
     ok = _get(open_server, f"/studies/{study}/series/{series}/metadata", "application/dicom+json, */*;q=0.1")
     assert ok.status_code == 200 and json.loads(ok.content)
+
+
+def test_compressed_binary_seg_is_sent_bit_packed(fresh_server, library, tmp_path):
+    """The worker stores its BINARY SEG as JPEG 2000 Lossless. A client asking for
+    Explicit VR Little Endian (OHIF does, for a SEG) gets native 1-bit pixel data:
+    bits packed 8 to a byte, frames back to back, equal to the SEG written uncompressed."""
+    from inference.pipeline import analyze
+    from inference.seg import write_seg
+    from tests.dicomweb.helpers import ingest
+
+    result = analyze(library.files["lidc1"])
+    native = write_seg(result.volume, result.segmentation, result.seg.SeriesInstanceUID, result.seg.SOPInstanceUID,
+                       compress=False)
+    assert result.seg.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.90"
+    path = tmp_path / "seg.dcm"
+    result.seg.save_as(path, enforce_file_format=True)
+    server = fresh_server()
+    ingest(server, [path])
+    url = f"/studies/{result.seg.StudyInstanceUID}/series/{result.seg.SeriesInstanceUID}/instances/{result.seg.SOPInstanceUID}"
+
+    _, (part,) = _parts(_get(server, url, 'multipart/related; type="application/dicom"'))
+    assert part.headers["content-type"] == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1"
+    sent = pydicom.dcmread(io.BytesIO(bytes(part.content)))
+    assert sent.BitsAllocated == 1 and sent.NumberOfFrames == native.NumberOfFrames
+    assert sent.PixelData == native.PixelData
+
+    frame_bytes = int(native.Rows) * int(native.Columns) // 8
+    for number in (1, int(native.NumberOfFrames)):
+        _, (part,) = _parts(_get(server, f"{url}/frames/{number}"))
+        assert part.headers["content-type"] == "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
+        assert bytes(part.content) == native.PixelData[(number - 1) * frame_bytes:number * frame_bytes]
