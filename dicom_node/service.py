@@ -9,18 +9,24 @@ from archive.committer import Committer
 from archive.context import Archive
 from archive.spool import Spool
 from dicom_node.scp import Receiver, start_scp
-from dicom_node.stability import run_monitor
+from dicom_node.stability import BusyStudies, run_monitor
 
 log = logging.getLogger("l3net.node")
 
 
 class Node:
-    """Start with :meth:`start`, stop with :meth:`stop`; ``port`` is the bound port."""
+    """Start with :meth:`start`, stop with :meth:`stop`; ``port`` is the bound port.
 
-    def __init__(self, archive: Archive, committer_threads: int = 2) -> None:
+    ``busy`` is what the stability monitor asks which studies still have uncommitted
+    instances; the node adds its own committer to it. Pass one that other spools of
+    the process also register with (``l3net serve``: the web part's STOW spool)."""
+
+    def __init__(self, archive: Archive, committer_threads: int = 2, busy: BusyStudies | None = None) -> None:
         self.archive = archive
         self.spool = Spool(archive.settings.resolved_spool_dir)
         self.committer = Committer(archive, self.spool, threads=committer_threads)
+        self.busy = busy if busy is not None else BusyStudies()
+        self.busy.add(self.committer.pending_studies)
         self._stop = threading.Event()
         self._monitor: threading.Thread | None = None
         self._server = None
@@ -37,7 +43,7 @@ class Node:
         self._server = start_scp(Receiver(self.archive.settings, self.spool, self.committer))
         self._monitor = threading.Thread(
             target=run_monitor,
-            args=(self.archive, self.committer.pending_studies, self._stop),
+            args=(self.archive, self.busy, self._stop),
             name="stability",
             daemon=True,
         )

@@ -112,6 +112,27 @@ def settle_idle_studies(archive: Archive, busy: set[str] = frozenset(), now: dat
     return [job for study in idle if study.study_instance_uid not in busy if (job := _settle(archive, study, now))]
 
 
+class BusyStudies:
+    """The studies with instances still in some spool of this process: the union over
+    every committer registered with :meth:`add`. Under ``l3net serve`` the node's
+    spool and the web part's STOW-RS spool both register, so the one monitor that
+    runs (the node's) leaves a study alone while STOW instances of it await their
+    commit, as it does for C-STORE ones."""
+
+    def __init__(self, *sources: Callable[[], set[str]]) -> None:
+        self._lock = threading.Lock()
+        self._sources: list[Callable[[], set[str]]] = list(sources)
+
+    def add(self, source: Callable[[], set[str]]) -> None:
+        with self._lock:
+            self._sources.append(source)
+
+    def __call__(self) -> set[str]:
+        with self._lock:
+            sources = list(self._sources)
+        return set().union(*(source() for source in sources))
+
+
 def run_monitor(
     archive: Archive, busy: Callable[[], set[str]], stop: threading.Event, interval_s: float | None = None
 ) -> None:

@@ -53,10 +53,15 @@ def _run(parts: list[str], settings: Settings, log_level: str) -> None:
         ",".join(parts), settings.data_dir.resolve(), archive.engine.url.render_as_string(hide_password=True),
         archive.store.describe(), archive.queue.describe(),
     )
+    from dicom_node.stability import BusyStudies
+
+    # Every spool of this process (the node's, the web part's STOW spool) registers
+    # here, so the stability monitor leaves alone a study with instances in either.
+    busy = BusyStudies()
     starters = {
-        "node": start_node,
+        "node": lambda archive: start_node(archive, busy=busy),
         # Without a node beside it, the web part runs the stability monitor itself.
-        "web": lambda archive: start_web(archive, stability_monitor="node" not in parts),
+        "web": lambda archive: start_web(archive, stability_monitor="node" not in parts, busy=busy),
         "worker": start_worker,
     }
     started = []

@@ -6,11 +6,14 @@ import logging
 import signal
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import uvicorn
 
 from archive.context import Archive
+
+if TYPE_CHECKING:
+    from dicom_node.stability import BusyStudies
 
 log = logging.getLogger("l3net")
 
@@ -23,29 +26,36 @@ class Part:
     stop: Callable[[], None]
 
 
-def start_node(archive: Archive) -> Part:
+def start_node(archive: Archive, busy: BusyStudies | None = None) -> Part:
+    """The DICOM node; its stability monitor asks ``busy`` (to which it adds its own
+    committer) which studies still have instances waiting in a spool."""
     from dicom_node.service import Node
 
-    node = Node(archive).start()
+    node = Node(archive, busy=busy).start()
     return Part("node", node.stop)
 
 
-def start_web(archive: Archive, stability_monitor: bool = False) -> Part:
+def start_web(archive: Archive, stability_monitor: bool = False, busy: BusyStudies | None = None) -> Part:
     """HTTP: DICOMweb, the analysis API, health and metrics, with the STOW-RS receive path.
 
     STOW-RS uploads get their own spool folder (``{spool_dir}/stow``) and committer, so
     the web process never commits the node's files. With ``stability_monitor`` (``l3net
     web`` without a node in the process) it also runs the study-stability monitor, so
     uploaded studies become stable and get their job; two monitors over one index are
-    safe (exactly-once comes from the database)."""
+    safe (exactly-once comes from the database). The STOW committer is added to
+    ``busy``: under ``l3net serve`` the node's monitor asks the same one, so it does not
+    judge a study stable while STOW instances of it wait in this spool."""
     from archive.committer import Committer
     from archive.spool import Spool
     from dicomweb.app import create_app
+    from dicom_node.stability import BusyStudies
     from dicomweb.stow_ingest import StowIngest
 
     settings = archive.settings
     spool = Spool(settings.resolved_spool_dir / "stow")
     committer = Committer(archive, spool)
+    busy = busy if busy is not None else BusyStudies()
+    busy.add(committer.pending_studies)
     app = create_app(archive, StowIngest(settings, spool, committer))  # refuses an unsafe exposure first
     committer.replay()
     committer.start()
@@ -55,7 +65,7 @@ def start_web(archive: Archive, stability_monitor: bool = False) -> Part:
         from dicom_node.stability import run_monitor
 
         monitor = threading.Thread(
-            target=run_monitor, args=(archive, committer.pending_studies, stop_monitor), name="stability", daemon=True
+            target=run_monitor, args=(archive, busy, stop_monitor), name="stability", daemon=True
         )
         monitor.start()
     config = uvicorn.Config(

@@ -19,7 +19,7 @@ from archive.context import open_archive
 from archive.index.models import Job, Series, Study, utcnow
 from archive.queue.message import JobMessage
 from archive.spool import Spool
-from dicom_node.stability import run_monitor, settle_idle_studies
+from dicom_node.stability import BusyStudies, run_monitor, settle_idle_studies
 from tests.dicom_node.helpers import node_settings, push, sop_uids, wait_until
 
 STABLE_AFTER_S = 60.0
@@ -268,6 +268,54 @@ def test_monitor_survives_errors_and_stops(make_archive, small_series, caplog):
     assert not thread.is_alive()
     assert "event=stability.error" in caplog.text
     assert len(jobs(archive)) == 1
+
+
+def test_busy_studies_is_the_union_of_its_sources():
+    busy = BusyStudies(lambda: {"1.2.3"})
+    assert busy() == {"1.2.3"}
+    busy.add(lambda: {"1.2.4", "1.2.3"})
+    busy.add(set)
+    assert busy() == {"1.2.3", "1.2.4"}
+    assert BusyStudies()() == set()
+
+
+@pytest.mark.slow
+def test_node_monitor_waits_for_stow_instances_of_the_process(make_archive, small_series, request):
+    """``l3net serve``: the node's monitor also asks the web part's STOW spool. A study
+    whose STOW instances are acknowledged but not yet committed stays ``receiving``,
+    however long it has been idle in the index; once they are committed it gets one
+    job, over the whole series."""
+    from dicom_node.service import Node
+
+    archive = make_archive("embedded", stable_after_s=0.3, min_series_slices=10)
+    files = small_series["LIDC-IDRI-0001"]
+    uid = study_uid(files)
+    ingest(archive, files[:4])  # committed earlier (over C-STORE, say): idle at once
+    # The rest came over STOW-RS into the web part's spool; its committer has not run.
+    stow_spool = Spool(archive.settings.resolved_spool_dir / "stow")
+    stow = Committer(archive, stow_spool, threads=1)
+    for path in files[4:]:
+        stow_spool.write(path.read_bytes())
+    assert stow.replay() == len(files) - 4
+    busy = BusyStudies()
+    busy.add(stow.pending_studies)  # what start_web does
+    node = Node(archive, busy=busy).start()
+    try:
+        assert busy() == {uid} and node.busy is busy
+        # Many monitor passes (every 0.2 s) over a study idle for longer than 0.3 s.
+        threading.Event().wait(2.0)
+        assert study(archive, uid).state == "receiving" and jobs(archive) == []
+        stow.start()
+        try:
+            assert stow.wait_idle(timeout=30)
+        finally:
+            stow.stop()
+        wait_until(lambda: study(archive, uid).state == "queued", timeout=30, what="the study queued")
+    finally:
+        node.stop()
+    row = study(archive, uid)
+    assert (row.number_of_instances, row.generation) == (len(files), 1)
+    assert_one_job_per_study(archive, request, {uid: 1})
 
 
 # -- end to end, through a running node ----------------------------------------------------
