@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     unet_threshold: float = Field(
         0.8, description="Connected-component cleanup: keep opacity components whose peak probability reaches this."
     )
+    pdf_report: bool = Field(
+        True, description="Also write an Encapsulated PDF report (modality DOC) for PACS that display neither SEG nor SR."
+    )
     seg_compression: Literal["jpeg2000", "none"] = Field(
         "jpeg2000",
         description="Transfer syntax of the SEG the worker writes: JPEG 2000 Lossless (about 30x smaller) or none "

@@ -1,8 +1,10 @@
 """What the worker does with one job: load the chosen series from the archive, analyse
-it, and store the SEG, the SR and ``summary.json`` where DICOMweb serves them.
+it, and store the SEG, the SR, the PDF report and ``summary.json`` where DICOMweb
+serves them.
 
-Idempotent by construction: the SEG and SR UIDs are derived from the job id, so a
-redelivered job writes the same keys and index rows again rather than a second result set.
+Idempotent by construction: the output UIDs are derived from the job id
+(:meth:`inference.pipeline.OutputUIDs.from_job`), so a redelivered job writes the same
+keys and index rows again rather than a second result set.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from archive.context import Archive
@@ -29,14 +30,6 @@ log = logging.getLogger("l3net.worker")
 
 # Reading objects is I/O bound (S3 above all); a few threads hide the latency.
 _READ_THREADS = 8
-
-
-def result_uids(job_id: str) -> dict[str, str]:
-    """Stable UIDs for one job's outputs, so that redelivery overwrites, never adds."""
-    return {
-        name: generate_uid(entropy_srcs=[job_id, name])
-        for name in ("seg_series", "seg_instance", "sr_series", "sr_instance")
-    }
 
 
 def load_series(archive: Archive, series_uid: str) -> list[Dataset]:
@@ -74,7 +67,7 @@ def store_output(archive: Archive, ds: Dataset) -> None:
 
 def process_job(archive: Archive, lease: Lease) -> None:
     """Run one analysis job end to end; raises to fail it (PermanentJobError: no retry)."""
-    from inference.pipeline import SeriesNotAnalysable, analyze_datasets
+    from inference.pipeline import OutputUIDs, SeriesNotAnalysable, analyze
 
     job = lease.message
     now_generation = current_generation(archive.sessions, job.study_instance_uid)
@@ -86,12 +79,13 @@ def process_job(archive: Archive, lease: Lease) -> None:
 
     datasets = load_series(archive, job.series_instance_uid)
     try:
-        result = analyze_datasets(datasets, engine_name=job.engine, uids=result_uids(job.job_id), settings=archive.settings)
+        result = analyze(datasets, job.engine, uids=OutputUIDs.from_job(job.job_id), settings=archive.settings)
     except SeriesNotAnalysable as error:
         raise PermanentJobError(str(error)) from error
 
-    store_output(archive, result.seg)
-    store_output(archive, result.sr)
+    for output in (result.seg, result.sr, result.pdf):
+        if output is not None:
+            store_output(archive, output)
     summary_key = result_key(job.study_instance_uid, job.job_id, "summary.json")
     summary = {**result.summary, "job_id": job.job_id, "generation": job.generation}
     archive.store.put_bytes(summary_key, json.dumps(summary, indent=2).encode())

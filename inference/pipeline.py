@@ -3,8 +3,9 @@
 Entry points for the composition root (worker, ``l3net analyze``):
 
 * :func:`analyze` — one series (paths, bytes or Datasets) to an :class:`AnalysisResult`;
-* :func:`write_outputs` — ``seg.dcm``, ``sr.dcm`` and ``summary.json`` into a folder;
-* :class:`OutputUIDs` — the four new UIDs; :meth:`OutputUIDs.from_job` derives them
+* :func:`write_outputs` — ``seg.dcm``, ``sr.dcm``, ``summary.json`` and the PDF
+  report (``report.dcm``, ``report.pdf``) into a folder;
+* :class:`OutputUIDs` — the new UIDs; :meth:`OutputUIDs.from_job` derives them
   from a job id, so a redelivered job writes the same instances again.
 
 Refusals raise :class:`SeriesNotAnalysable` (re-exported here) with a reason for the
@@ -25,6 +26,7 @@ from pydicom.uid import generate_uid
 from inference.engines import Engine, Segmentation, get_engine
 from inference.measurements import Measurements, measure
 from inference.prognosis import suggest
+from inference.report import write_pdf_report
 from inference.seg import write_seg
 from inference.sr import write_sr
 from inference.summary import build_summary
@@ -43,38 +45,47 @@ __all__ = [
 ]
 
 #: Steps reported to ``progress``, in order.
-STEPS = ("load", "segment", "measure", "seg", "sr")
+STEPS = ("load", "segment", "measure", "seg", "sr", "pdf")
 #: ``progress(step, fraction)``: called after each step; ``fraction`` is 0..1 done.
 ProgressCallback = Callable[[str, float], None]
 
 
+_OUTPUT_UID_NAMES = ("seg_series", "seg_instance", "sr_series", "sr_instance", "pdf_series", "pdf_instance")
+
+
 @dataclass(frozen=True)
 class OutputUIDs:
-    """Series and SOP Instance UIDs of the SEG and the SR."""
+    """Series and SOP Instance UIDs of the SEG, the SR and the PDF report."""
 
     seg_series: str
     seg_instance: str
     sr_series: str
     sr_instance: str
+    pdf_series: str
+    pdf_instance: str
 
     @classmethod
     def new(cls) -> "OutputUIDs":
         """Fresh random UIDs."""
-        return cls(generate_uid(), generate_uid(), generate_uid(), generate_uid())
+        return cls(*(generate_uid() for _ in _OUTPUT_UID_NAMES))
 
     @classmethod
     def from_job(cls, job_id: str) -> "OutputUIDs":
-        """UIDs derived from ``job_id``: the same job always gets the same four UIDs."""
-        return cls(*(generate_uid(entropy_srcs=[job_id, name]) for name in ("seg_series", "seg_instance", "sr_series", "sr_instance")))
+        """UIDs derived from ``job_id``: the same job always gets the same UIDs."""
+        return cls(*(generate_uid(entropy_srcs=[job_id, name]) for name in _OUTPUT_UID_NAMES))
 
     @classmethod
     def coerce(cls, value: "OutputUIDs | Mapping[str, str] | None") -> "OutputUIDs":
-        """Accepts an OutputUIDs, a dict with the four field names, or None (new UIDs)."""
+        """Accepts an OutputUIDs, a dict of the field names, or None (new UIDs). The PDF
+        UIDs may be left out of a dict: they are then derived from the SEG instance UID."""
         if value is None:
             return cls.new()
         if isinstance(value, OutputUIDs):
             return value
-        return cls(**{name: str(value[name]) for name in ("seg_series", "seg_instance", "sr_series", "sr_instance")})
+        given = {name: str(value[name]) for name in _OUTPUT_UID_NAMES if name in value}
+        for name in ("pdf_series", "pdf_instance"):
+            given.setdefault(name, generate_uid(entropy_srcs=[given["seg_instance"], name]))
+        return cls(**given)
 
 
 @dataclass
@@ -85,7 +96,8 @@ class AnalysisResult:
     the engine's label and side maps. ``measurements``, ``prognosis``: the numbers
     and the suggested prognosis (as in summary.json). ``seg``, ``sr``: the DICOM
     instances, ready to store. ``summary``: the summary.json dict. ``timings``:
-    seconds per step.
+    seconds per step. ``pdf``: the Encapsulated PDF report, or None when it was not
+    asked for.
     """
 
     volume: CTVolume
@@ -96,14 +108,15 @@ class AnalysisResult:
     sr: Dataset
     summary: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    pdf: Dataset | None = None
 
 
-def _reporter(progress: ProgressCallback | bool | None) -> tuple[ProgressCallback, Callable[[], None]]:
+def _reporter(progress: ProgressCallback | bool | None, steps: int) -> tuple[ProgressCallback, Callable[[], None]]:
     """A progress callback and a closer: True gives a tqdm bar (for a terminal)."""
     if progress is True:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(STEPS), desc="analysis", unit="step")
+        bar = tqdm(total=steps, desc="analysis", unit="step")
 
         def tick(step: str, _fraction: float) -> None:
             bar.set_postfix_str(step)
@@ -131,12 +144,14 @@ def analyze(
     ``l3net``; ``engine`` overrides it with a ready engine object. ``progress``: a
     ``(step, fraction)`` callback, True for a tqdm bar, or None. ``uids``: the output
     UIDs (default: new random ones). ``settings``: passed to :func:`get_engine`; its
-    ``seg_compression`` ("jpeg2000", the default, or "none") picks the SEG's encoding.
+    ``seg_compression`` ("jpeg2000", the default, or "none") picks the SEG's encoding
+    and its ``pdf_report`` (default True) asks for the Encapsulated PDF report.
 
     Raises :class:`SeriesNotAnalysable` when the series cannot be analysed.
     """
     output_uids = OutputUIDs.coerce(uids)
-    report, close = _reporter(progress)
+    steps = STEPS if getattr(settings, "pdf_report", True) else STEPS[:-1]
+    report, close = _reporter(progress, len(steps))
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -145,7 +160,7 @@ def analyze(
         now = time.perf_counter()
         timings[step] = now - clock
         clock = now
-        report(step, (STEPS.index(step) + 1) / len(STEPS))
+        report(step, (steps.index(step) + 1) / len(steps))
 
     try:
         engine = engine or get_engine(engine_name, settings)  # before loading: fail fast
@@ -164,26 +179,40 @@ def analyze(
             segmentation.engine, segmentation.version,
         )
         done("sr")
+        pdf = None
+        if "pdf" in steps:
+            pdf = write_pdf_report(
+                volume, segmentation, measurements, prognosis, seg, output_uids.pdf_series, output_uids.pdf_instance
+            )
+            done("pdf")
     finally:
         close()
-    summary = build_summary(volume.datasets, volume.spacing, segmentation, measurements, prognosis, seg, sr, timings)
-    return AnalysisResult(volume, segmentation, measurements, prognosis, seg, sr, summary, timings)
+    summary = build_summary(volume.datasets, volume.spacing, segmentation, measurements, prognosis, seg, sr, timings, pdf)
+    return AnalysisResult(volume, segmentation, measurements, prognosis, seg, sr, summary, timings, pdf)
 
 
 def write_outputs(result: AnalysisResult, out_dir: Path | str) -> dict[str, Path]:
-    """Write ``seg.dcm``, ``sr.dcm`` and ``summary.json`` into ``out_dir`` (created if
-    needed); returns their paths by name. Each file is written under a temporary name
-    and renamed, so a reader never sees half a file."""
+    """Write ``seg.dcm``, ``sr.dcm``, ``summary.json`` and, when the report was made,
+    ``report.dcm`` (the Encapsulated PDF instance) and ``report.pdf`` (the bare PDF)
+    into ``out_dir`` (created if needed); returns their paths by name. Each file is
+    written under a temporary name and renamed, so a reader never sees half a file."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"seg": out / "seg.dcm", "sr": out / "sr.dcm", "summary": out / "summary.json"}
-    for name, ds in (("seg", result.seg), ("sr", result.sr)):
-        partial = paths[name].with_suffix(".dcm.part")
+    instances = [("seg", result.seg), ("sr", result.sr)]
+    contents = [("summary", json.dumps(result.summary, indent=2, ensure_ascii=False).encode())]
+    if result.pdf is not None:
+        paths.update(report=out / "report.dcm", pdf=out / "report.pdf")
+        instances.append(("report", result.pdf))
+        contents.append(("pdf", bytes(result.pdf.EncapsulatedDocument)[: int(result.pdf.EncapsulatedDocumentLength)]))
+    for name, ds in instances:
+        partial = paths[name].with_name(paths[name].name + ".part")
         ds.save_as(partial, enforce_file_format=True)
         partial.replace(paths[name])
-    partial = paths["summary"].with_suffix(".json.part")
-    partial.write_text(json.dumps(result.summary, indent=2, ensure_ascii=False))
-    partial.replace(paths["summary"])
+    for name, data in contents:
+        partial = paths[name].with_name(paths[name].name + ".part")
+        partial.write_bytes(data)
+        partial.replace(paths[name])
     return paths
 
 

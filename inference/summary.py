@@ -8,7 +8,7 @@ bumps it). Top-level keys:
 ``labels`` (label value → class), ``measurements`` (see
 :class:`inference.measurements.Measurements`), ``scores`` (zone scores, total, max,
 method), ``prognosis`` (see :func:`inference.prognosis.suggest`), ``outputs`` (UIDs of
-the SEG and SR), ``engine_notes``, ``timings_s``, ``disclaimer``.
+the SEG, the SR and, when made, the PDF report), ``engine_notes``, ``timings_s``, ``disclaimer``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def build_summary(
     seg: Dataset,
     sr: Dataset,
     timings: dict[str, float] | None = None,
+    pdf: Dataset | None = None,
 ) -> dict[str, Any]:
     """The summary dict (JSON-serialisable) of one analysis."""
     first = source[0]
@@ -59,6 +60,8 @@ def build_summary(
         "outputs": {
             "seg": {"series_instance_uid": str(seg.SeriesInstanceUID), "sop_instance_uid": str(seg.SOPInstanceUID)},
             "sr": {"series_instance_uid": str(sr.SeriesInstanceUID), "sop_instance_uid": str(sr.SOPInstanceUID)},
+            **({"pdf": {"series_instance_uid": str(pdf.SeriesInstanceUID), "sop_instance_uid": str(pdf.SOPInstanceUID)}}
+               if pdf is not None else {}),
         },
         "engine_notes": segmentation.notes,
         "timings_s": {step: round(seconds, 3) for step, seconds in (timings or {}).items()},

@@ -127,27 +127,30 @@ def web(
 
 @app.command()
 def worker(data_dir: Optional[Path] = DataDir, log_level: str = LogLevel) -> None:
-    """Run only an analysis worker: take jobs from the queue and write SEG, SR and summary."""
+    """Run only an analysis worker: take jobs from the queue and write SEG, SR, PDF report and summary."""
     _run(["worker"], _settings(data_dir=data_dir), log_level)
 
 
 @app.command()
 def analyze(
     directory: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder holding one CT series (DICOM files)."),
-    out: Path = typer.Option(..., "--out", help="Folder to write seg.dcm, sr.dcm and summary.json into."),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder to write seg.dcm, sr.dcm, summary.json and the PDF report (report.dcm, report.pdf) into."
+    ),
     engine: str = typer.Option("densitometry", "--engine", help="Analysis engine: densitometry or l3net."),
     log_level: str = LogLevel,
 ) -> None:
     """Analyse one series offline, with a progress bar: the worker's pipeline without the archive."""
-    from inference.pipeline import SeriesNotAnalysable, analyze_directory
+    from inference.pipeline import SeriesNotAnalysable, analyze, write_outputs
+    from inference.volume import read_directory
 
     configure_logging(log_level)
     try:
-        result = analyze_directory(directory, out, engine_name=engine, progress=True, settings=Settings())
+        result = analyze(read_directory(directory), engine, progress=True, settings=Settings())
     except SeriesNotAnalysable as error:
         typer.echo(f"not analysable: {error}", err=True)
         raise typer.Exit(2)
-    typer.echo(f"wrote {out / 'seg.dcm'}, {out / 'sr.dcm'} and {out / 'summary.json'}")
+    typer.echo(f"wrote {', '.join(str(path) for path in write_outputs(result, out).values())}")
     prognosis = result.summary.get("prognosis", {})
     if prognosis:
         typer.echo(f"suggested prognosis: {prognosis.get('category')} ({prognosis.get('label', '')})")

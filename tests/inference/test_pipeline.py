@@ -33,9 +33,10 @@ def _dciodvfy_errors(path) -> list[str]:
 
 
 def test_outputs_written_and_valid(written):
-    assert sorted(p.name for p in written.values()) == ["seg.dcm", "sr.dcm", "summary.json"]
+    assert sorted(p.name for p in written.values()) == ["report.dcm", "report.pdf", "seg.dcm", "sr.dcm", "summary.json"]
     assert _dciodvfy_errors(written["seg"]) == []
     assert _dciodvfy_errors(written["sr"]) == []
+    assert _dciodvfy_errors(written["report"]) == []
     summary = json.loads(written["summary"].read_text())
     assert summary["schema"] == "l3net.summary/1" and summary["slices"] == 16
     assert not list(written["seg"].parent.glob("*.part"))
@@ -79,10 +80,11 @@ def test_seg_frames_land_on_the_right_voxels_in_patient_space(crop_result, writt
 def test_job_uids_are_stable_and_used(small_series):
     uids = OutputUIDs.from_job("job-42")
     assert uids == OutputUIDs.from_job("job-42") and uids != OutputUIDs.from_job("job-43")
-    assert len({uids.seg_series, uids.seg_instance, uids.sr_series, uids.sr_instance}) == 4
+    assert len({uids.seg_series, uids.seg_instance, uids.sr_series, uids.sr_instance, uids.pdf_series, uids.pdf_instance}) == 6
     result = analyze(small_series["LIDC-IDRI-0003"], uids=uids)
     assert (result.seg.SeriesInstanceUID, result.seg.SOPInstanceUID) == (uids.seg_series, uids.seg_instance)
     assert (result.sr.SeriesInstanceUID, result.sr.SOPInstanceUID) == (uids.sr_series, uids.sr_instance)
+    assert (result.pdf.SeriesInstanceUID, result.pdf.SOPInstanceUID) == (uids.pdf_series, uids.pdf_instance)
     assert result.summary["outputs"]["sr"]["sop_instance_uid"] == uids.sr_instance
 
 

@@ -47,7 +47,7 @@ def run_job(archive) -> bool:
 
 def count_outputs(archive) -> int:
     with archive.sessions() as session:
-        return session.scalar(select(func.count(Instance.pk)).join(Series).where(Series.modality.in_(["SEG", "SR"])))
+        return session.scalar(select(func.count(Instance.pk)).join(Series).where(Series.modality.in_(["SEG", "SR", "DOC"])))
 
 
 def test_job_produces_seg_sr_and_summary_once(archive):
@@ -61,13 +61,17 @@ def test_job_produces_seg_sr_and_summary_once(archive):
         assert job.seg_sop_instance_uid and job.sr_sop_instance_uid
     summary = json.loads(archive.store.get_bytes(job.summary_key))
     assert summary["job_id"] == job_id and summary["prognosis"]["label"].startswith("suggested")
-    assert count_outputs(archive) == 2
+    # SEG, SR and the PDF report (modality DOC), each indexed under the UIDs the summary names.
+    assert count_outputs(archive) == 3
+    with archive.sessions() as session:
+        indexed = set(session.scalars(select(Instance.sop_instance_uid).join(Series).where(Series.modality == "DOC")))
+    assert indexed == {summary["outputs"]["pdf"]["sop_instance_uid"]}
     # Redelivery (same job id) overwrites the same instances: still one result set.
     from archive.index.jobs import message_for
     from archive.queue import Lease
 
     process_job(archive, Lease(message_for(job), 2, "redelivered"))
-    assert count_outputs(archive) == 2
+    assert count_outputs(archive) == 3
     # Our own outputs do not re-open the study or queue another job.
     assert settle_idle_studies(archive) == []
 

@@ -82,3 +82,23 @@ def test_serve_runs_node_web_worker_and_stops_cleanly(tmp_path, stop_signal):
                   "event=stopped part=worker", "event=stopped part=web", "event=stopped part=node"):
         assert event in text, f"{event} missing from log:\n{text}"
     assert (tmp_path / "data" / "index.sqlite3").is_file()
+
+
+def test_analyze_writes_every_output_and_names_the_prognosis(small_series, tmp_path, monkeypatch):
+    monkeypatch.setenv("L3NET_SEG_COMPRESSION", "none")  # the CLI reads the settings
+    source = small_series["LIDC-IDRI-0001"][0].parent
+    result = CliRunner().invoke(app, ["analyze", str(source), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    names = ("seg.dcm", "sr.dcm", "summary.json", "report.dcm", "report.pdf")
+    assert all(str(tmp_path / "out" / name) in result.output for name in names)
+    assert "suggested prognosis: " in result.output and "not for diagnostic use" in result.output
+    import pydicom
+
+    assert pydicom.dcmread(tmp_path / "out" / "seg.dcm").file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+
+
+def test_analyze_refuses_a_series_that_is_not_a_chest_ct(shared_data, tmp_path):
+    result = CliRunner().invoke(app, ["analyze", str(shared_data / "ct" / "abdomen-j2k"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "not analysable: not a chest CT" in result.output
+    assert not (tmp_path / "out").exists()
