@@ -8,15 +8,19 @@ Four segments, overlapping (BINARY SEG allows it; OHIF draws later segments on t
  1    Right lung            SCT 91723000 Anatomical Structure            SCT 39607008 Lung (SCT 24028007 Right)
  2    Left lung             SCT 91723000 Anatomical Structure            SCT 39607008 Lung (SCT 7771000 Left)
  3    Ground-glass opacity  SCT 49755003 Morphologically Abnormal Str.   DCM 112120 Ground glass opacity
- 4    Consolidation         SCT 49755003 Morphologically Abnormal Str.   SCT 95436008 Lung consolidation
+ 4    Consolidation         SCT 49755003 Morphologically Abnormal Str.   SCT 9656002 Consolidation
 ====  ====================  ===========================================  ===================================
 
 The lung segments are whole lungs, opacity included; the opacity segments carry the
 anatomic region Lung. Laterality is a Segmented Property Type Modifier from CID 244,
 as the standard does for paired organs, rather than a precoordinated "right lung"
 concept. Every code comes from pydicom's code dictionary (the standard's CIDs) except
-consolidation: no CID of the standard holds it, so the SNOMED CT concept 95436008
-"Lung consolidation" is used (CID 7151 is extensible).
+consolidation: no CID of the standard holds it (pydicom's and highdicom's code tables
+have none), so the SNOMED CT morphologic abnormality 9656002 "Consolidation" is used,
+beside ground-glass opacity in the same category, with the anatomic region Lung
+(CID 7151 is extensible). The disorder "Lung consolidation" (95436008) would be a
+diagnosis, not a structure, so it does not belong under Morphologically Abnormal
+Structure.
 
 Pixels are BINARY frames, compressed by default: JPEG 2000 Lossless is the one
 compressed transfer syntax the standard and highdicom allow for 1-bit pixels. For
@@ -47,7 +51,7 @@ from inference.volume import CTVolume
 
 MANUFACTURER = "L3-net Node"
 SERIES_NUMBER = 9001
-CONSOLIDATION_CODE = hd.sr.CodedConcept("95436008", "SCT", "Lung consolidation")
+CONSOLIDATION_CODE = hd.sr.CodedConcept("9656002", "SCT", "Consolidation")  # morphologic abnormality
 
 
 @dataclass(frozen=True)
