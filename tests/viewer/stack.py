@@ -68,10 +68,12 @@ class Stack:
 
 
 @contextmanager
-def running_stack(data_dir: Path, **env: str) -> Iterator[Stack]:
+def running_stack(data_dir: Path, http_port: int | None = None, **env: str) -> Iterator[Stack]:
     """``l3net serve`` with L3NET_* settings ``env``; no study becomes stable during a test
-    (L3NET_STABLE_AFTER_S=3600), so the worker stays idle."""
-    http_port, dicom_port = free_port(), free_port()
+    (L3NET_STABLE_AFTER_S=3600, unless ``env`` says otherwise), so the worker stays idle.
+    ``http_port`` fixes the HTTP port (an identity provider must know the viewer's
+    callback URL before the server starts); by default it is a free one."""
+    http_port, dicom_port = http_port or free_port(), free_port()
     environment = {
         **os.environ,
         "L3NET_DATA_DIR": str(data_dir),
