@@ -67,9 +67,15 @@ class Spool:
     def set_aside(self, path: Path, folder: str, reason: str) -> Path:
         """Move an acknowledged file to ``rejected/`` or ``duplicates/`` with its reason."""
         target = self.root / folder / path.name
-        (self.root / folder / (path.name + ".reason")).write_text(reason + "\n")
-        shutil.move(path, target)
+        with open(self.root / folder / (path.name + ".reason"), "w") as note:
+            note.write(reason + "\n")
+            note.flush()
+            os.fsync(note.fileno())
+        os.replace(path, target)  # one file system: atomic
+        # The new entries become durable before the old one's removal does, so a crash
+        # in between leaves the file in both places (handled again), never in neither.
         fsync_dir(self.root / folder)
+        fsync_dir(path.parent)
         return target
 
     def remove(self, path: Path) -> None:

@@ -2,8 +2,10 @@
 
 Exactly-once comes from the database, not from this process: the study row is moved
 from ``receiving`` to ``queued`` by a conditional UPDATE that also names the
-``last_received_at`` and ``generation`` it read, and the job row is unique per study
-generation. Two monitors (node and web) may run; only one of them wins.
+``last_received_at``, ``number_of_instances`` and ``generation`` it read, and the job
+row is unique per study generation. The instance count matters because an instance is
+recorded with the time it was received: one spooled earlier but committed late leaves
+``last_received_at`` as it was. Two monitors (node and web) may run; only one of them wins.
 
 For an external queue (SQS) the job row is written first and the message sent after
 the commit; a row whose message was never sent (a crash in between) is sent by the
@@ -49,6 +51,7 @@ def _settle(archive: Archive, study: Study, now: datetime) -> str | None:
                 Study.state == "receiving",
                 Study.generation == study.generation,
                 Study.last_received_at == study.last_received_at,
+                Study.number_of_instances == study.number_of_instances,
             )
             .values(
                 state=state,

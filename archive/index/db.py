@@ -35,8 +35,11 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    # libpq-style URLs (Heroku, RDS consoles and psql hand out "postgres://") mean the
+    # psycopg 3 driver we install; SQLAlchemy itself knows neither "postgres" nor that.
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            url = "postgresql+psycopg://" + url[len(prefix) :]
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 

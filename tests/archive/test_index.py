@@ -381,3 +381,18 @@ def test_naive_datetimes_are_refused(sessions):
         with sessions.begin() as session:
             job = create_job(session, "1.2.3", "1.2.3.4", 1, "densitometry", 3, sent=True)
             job.visible_at = datetime(2026, 1, 1)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+psycopg"])
+def test_libpq_style_urls_use_psycopg(postgres_url, scheme):
+    """``postgres://`` and ``postgresql://`` (what psql, RDS and Heroku hand out) reach
+    the server through the psycopg 3 driver the project installs."""
+    url = scheme + "://" + postgres_url.split("://", 1)[1]
+    engine = make_engine(url)
+    try:
+        assert engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
+        with engine.connect() as connection:
+            assert connection.execute(text("select 1")).scalar() == 1
+    finally:
+        engine.dispose()

@@ -405,3 +405,37 @@ def test_outbox_sends_a_job_whose_send_was_lost(make_archive, small_series, requ
     assert stability.flush_outbox(archive, now=later) == 1
     assert_one_job_per_study(archive, request, {job.study_instance_uid: 1})
     assert stability.flush_outbox(archive, now=later) == 0
+
+
+def test_instance_committed_late_with_an_earlier_receive_time_keeps_the_study_open(
+    archive_variant, make_archive, small_series, request, monkeypatch
+):
+    """An instance acknowledged before the others but committed only after a pass read
+    the study leaves ``last_received_at`` as it was; the instance count still changes,
+    so that pass must lose its conditional UPDATE, and the next one queue the whole study."""
+    import dicom_node.stability as stability
+
+    archive = make_archive(archive_variant)
+    files = small_series["LIDC-IDRI-0001"]
+    uid = study_uid(files)
+    spool = Spool(archive.settings.resolved_spool_dir)
+    committer = Committer(archive, spool, threads=1)
+    late = spool.write(files[0].read_bytes())  # received first: the earliest timestamp
+    ingest(archive, files[1:])
+    settle = stability._settle
+    commits = []
+
+    def commit_late_first(archive_, study_, now):
+        if not commits:
+            commits.append(committer.commit(late))  # lands after the pass read the study
+        return settle(archive_, study_, now)
+
+    monkeypatch.setattr(stability, "_settle", commit_late_first)
+    assert settle_idle_studies(archive, now=idle()) == []
+    assert commits == ["new"]
+    row = study(archive, uid)
+    assert (row.state, row.number_of_instances) == ("receiving", len(files))
+    assert jobs(archive) == []
+    [job_id] = settle_idle_studies(archive, now=idle())
+    assert [job.id for job in jobs(archive)] == [job_id]
+    assert study(archive, uid).state == "queued"
