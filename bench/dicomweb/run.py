@@ -20,13 +20,13 @@ Needs the Debian packages orthanc and orthanc-dicomweb.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import io
 import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +41,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))  # run as a script: make the bench package importable
+from bench.loopback import free_port, wait_http  # noqa: E402
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "ct" / "LIDC-IDRI-0001"
 ORTHANC = "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
@@ -49,22 +51,8 @@ STUDY_PAGE = {"limit": "101", "offset": "0", "fuzzymatching": "false",
               "includefield": "00081030,00080060"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
 
 
 def synthetic_studies(count: int) -> list[bytes]:
@@ -124,15 +112,16 @@ def frames_per_second(base: str, paths: list[str], workers: int) -> float:
         return len(paths) / (time.perf_counter() - start)
 
 
-class Target:
+class Target(abc.ABC):
     """One server under test: its DICOMweb root and how to load it."""
 
     name: str
     root: str
     process: subprocess.Popen
 
+    @abc.abstractmethod
     def load(self, files: list[bytes]) -> float:
-        raise NotImplementedError
+        """Store ``files`` (Part 10 bytes); returns the seconds it took."""
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
