@@ -129,7 +129,7 @@ def test_upload_needs_the_uploader_role_and_is_analysed(tmp_path, small_series):
     with running_cognito(tmp_path / "cognito", viewer, users=(READER, UPLOADER, ADMIN)) as cognito, running_stack(
         tmp_path / "stack",
         http_port=port,
-        L3NET_STABLE_AFTER_S="5",
+        L3NET_STABLE_AFTER_S="8",  # well above the gaps between the dialog's STOW requests
         L3NET_MIN_SERIES_SLICES="8",
         **cognito.server_env(),
     ) as server:
