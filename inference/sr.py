@@ -12,7 +12,21 @@ Content (``Imaging Measurements``):
 
 * one group without ROI (TID 1501) for the whole study: total lung volume, %WAL,
   total zonal score (0–24) and, as qualitative evaluations, the suggested prognosis
-  category and the rule that fired, both coded and labelled "not for diagnostic use".
+  category and the rule that fired, both coded and labelled "not for diagnostic use";
+
+* planar companions (TID 1410): for each of those findings, one group with the same
+  Tracking Identifier and Tracking Unique Identifier (the same finding) whose Image
+  Region is an outline of it on one CT image (:mod:`inference.sr_outline`), with no
+  measurement of its own. Every volume, percentage and score stays in the TID 1411 /
+  1501 group it was measured for. They exist because viewers that draw SR content
+  only through spatial coordinates need one per finding: OHIF 3.13.2 merges groups by
+  Tracking Unique Identifier, shows the finding's values at its outline, and fails on
+  the whole SR ("Cannot read properties of undefined (reading 'ReferencedSOPSequence')")
+  when any finding has no SCOORD/SCOORD3D. Each outline lies on the image where its
+  segment is largest among images not used by an earlier outline (if any), so OHIF
+  never draws two findings' values over one another. The whole-lung finding gets the
+  outline of each lung. A segment empty in the SEG has no
+  outline and therefore no group: its zero volumes are in the lung groups.
 
 Standard codes where the standard has them (pydicom's code dictionary): Volume SCT
 118565006, Attenuation Coefficient DCM 112031 with derivation Mean SCT 373098007,
@@ -32,6 +46,7 @@ from pydicom.uid import generate_uid
 
 from inference.measurements import ZONES, Measurements, RegionMeasurements
 from inference.seg import MANUFACTURER, SEGMENT_OF_SIDE, SEGMENTS
+from inference.sr_outline import Outline, outline, segment_frames
 
 PRIVATE = "99L3NET"
 SERIES_NUMBER = 9002
@@ -98,13 +113,22 @@ def _opacity_measurements(key: str, measurements: Measurements) -> list[hd.sr.Me
     ]
 
 
-def _summary_group(measurements: Measurements, prognosis: dict) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+BOTH_LUNGS = "Both lungs: scores and suggested prognosis"
+
+
+def _both_lungs_sites() -> list[hd.sr.FindingSite]:
+    return [hd.sr.FindingSite(anatomic_location=codes.SCT.Lung, laterality=codes.SCT.Bilateral)]
+
+
+def _summary_group(
+    measurements: Measurements, prognosis: dict, tracking: hd.sr.TrackingIdentifier
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     lungs = measurements["lungs"]
     rule = prognosis["decisive_rule"]
     return hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(identifier="Both lungs: scores and suggested prognosis", uid=generate_uid()),
+        tracking_identifier=tracking,
         finding_type=codes.SCT.Lung,
-        finding_sites=[hd.sr.FindingSite(anatomic_location=codes.SCT.Lung, laterality=codes.SCT.Bilateral)],
+        finding_sites=_both_lungs_sites(),
         measurements=[
             _measurement(codes.SCT.Volume, lungs["volume_ml"], ML),
             _measurement(CONCEPT["well_aerated_percent"], lungs["well_aerated_percent"], PERCENT),
@@ -119,6 +143,21 @@ def _summary_group(measurements: Measurements, prognosis: dict) -> hd.sr.Measure
             ),
             hd.sr.QualitativeEvaluation(name=PROGNOSIS_RULE, value=private(rule["id"], rule["short"])),
         ],
+    )
+
+
+def _planar_companion(
+    tracking: hd.sr.TrackingIdentifier, found: Outline, source: dict[str, Dataset], finding_type, sites: list
+) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+    """A TID 1410 group for the finding ``tracking`` names: its outline on one image and
+    nothing measured (its values are in the finding's TID 1411 / 1501 group)."""
+    region = hd.sr.ImageRegion(
+        graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+        graphic_data=found.points,
+        source_image=hd.sr.SourceImageForRegion.from_source_image(source[found.sop_instance_uid]),
+    )
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking, referenced_region=region, finding_type=finding_type, finding_sites=sites
     )
 
 
@@ -148,19 +187,29 @@ def write_sr(
         ),
     )
     series = hd.sr.SourceSeriesForSegmentation(str(source[0].SeriesInstanceUID))
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in source}
+    frames = segment_frames(seg)
     per_side = {number: side for side, number in (("right", SEGMENT_OF_SIDE[1]), ("left", SEGMENT_OF_SIDE[2]))}
     groups: list = []
+    companions: list = []
+    lung_outlines: dict[int, Outline] = {}
+    taken: set[str] = set()  # images with an outline: one finding per image where possible
     for spec in SEGMENTS:
+        found = outline(frames.get(spec.number, {}), avoid=taken)
+        if found is None:
+            continue  # an empty segment: no outline to show it by (see the module docstring)
         if spec.number in per_side:
             side = per_side[spec.number]
             items = _lung_measurements(side, measurements["per_lung"][side], measurements)
             sites = [hd.sr.FindingSite(anatomic_location=codes.SCT.Lung, laterality=LATERALITY[side])]
+            lung_outlines[spec.number] = found
         else:
             items = _opacity_measurements("ggo" if spec.number == 3 else "consolidation", measurements)
-            sites = [hd.sr.FindingSite(anatomic_location=codes.SCT.Lung, laterality=codes.SCT.Bilateral)]
+            sites = _both_lungs_sites()
+        tracking = hd.sr.TrackingIdentifier(identifier=spec.label, uid=generate_uid())
         groups.append(
             hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=hd.sr.TrackingIdentifier(identifier=spec.label, uid=generate_uid()),
+                tracking_identifier=tracking,
                 referenced_segment=hd.sr.ReferencedSegment(
                     sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, segment_number=spec.number, source_series=series
                 ),
@@ -169,7 +218,17 @@ def write_sr(
                 measurements=items,
             )
         )
-    groups.append(_summary_group(measurements, prognosis))
+        companions.append(_planar_companion(tracking, found, by_uid, spec.kind, sites))
+        taken.add(found.sop_instance_uid)
+    both = hd.sr.TrackingIdentifier(identifier=BOTH_LUNGS, uid=generate_uid())
+    groups.append(_summary_group(measurements, prognosis, both))
+    # The whole-lung finding's outlines: each lung, on an image without another outline
+    # where the lung reaches one, so two findings' values are not drawn on one contour.
+    for number in sorted(lung_outlines):
+        found = outline(frames[number], avoid=taken)
+        assert found is not None  # the segment was not empty above
+        companions.append(_planar_companion(both, found, by_uid, codes.SCT.Lung, _both_lungs_sites()))
+    groups += companions
     report = hd.sr.MeasurementReport(observation_context=observer, procedure_reported=CT_PROCEDURE, imaging_measurements=groups)
     sr = hd.sr.Comprehensive3DSR(
         evidence=[seg, *source],

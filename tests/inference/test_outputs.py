@@ -111,3 +111,59 @@ def test_analyze_directory_writes_three_files(tmp_path):
     assert pydicom.dcmread(tmp_path / "out" / "seg.dcm").Modality == "SEG"
     assert pydicom.dcmread(tmp_path / "out" / "sr.dcm").Modality == "SR"
     assert '"schema": "l3net.summary/1"' in (tmp_path / "out" / "summary.json").read_text()
+
+
+def _groups(sr) -> list:
+    report = sr.ContentSequence
+    imaging = next(item for item in report if item.ConceptNameCodeSequence[0].CodeValue == "126010")
+    return list(imaging.ContentSequence)
+
+
+def _tracking_uid(group) -> str:
+    return next(str(item.UID) for item in group.ContentSequence if item.ValueType == "UIDREF")
+
+
+def test_every_finding_has_a_planar_outline_of_its_segment(result, tmp_path):
+    """What OHIF 3.13.2 needs to open the SR: every Tracking Unique Identifier in
+    Imaging Measurements has a SCOORD (a TID 1410 companion). The companions measure
+    nothing, and each outline runs through pixels of its segment on the referenced CT
+    image (so it is the segment's cross-section, not a made-up shape)."""
+    groups = _groups(result.sr)
+    volumetric = [g for g in groups if any(i.ValueType == "IMAGE" for i in g.ContentSequence)]
+    planar = [g for g in groups if any(i.ValueType == "SCOORD" for i in g.ContentSequence)]
+    assert len(volumetric) == 4 and len(planar) == 6  # 4 segments; both lungs: 2 outlines
+    assert {_tracking_uid(g) for g in groups} == {_tracking_uid(g) for g in planar}
+    assert all(not any(i.ValueType == "NUM" for i in g.ContentSequence) for g in planar)
+    seg = pydicom.dcmread(_roundtrip(result.seg, tmp_path, "seg.dcm"))
+    frames = {}
+    for frame, group in zip(seg.pixel_array, seg.PerFrameFunctionalGroupsSequence):
+        number = int(group.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        uid = group.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        frames[(number, uid)] = frame.astype(bool)
+    segment_of = {_tracking_uid(g): int(next(i for i in g.ContentSequence if i.ValueType == "IMAGE").ReferencedSOPSequence[0].ReferencedSegmentNumber) for g in volumetric}
+    images = []
+    for group in planar:
+        scoord = next(i for i in group.ContentSequence if i.ValueType == "SCOORD")
+        assert scoord.GraphicType == "POLYLINE"
+        points = np.array(scoord.GraphicData, dtype=float).reshape(-1, 2)
+        assert len(points) >= 4 and np.array_equal(points[0], points[-1])  # closed
+        image = scoord.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        images.append(image)
+        numbers = [segment_of[_tracking_uid(group)]] if _tracking_uid(group) in segment_of else [1, 2]
+        mask = np.logical_or.reduce([frames.get((n, image), np.zeros((seg.Rows, seg.Columns), bool)) for n in numbers])
+        columns, rows = (points[:, 0] - 0.5).round().astype(int), (points[:, 1] - 0.5).round().astype(int)
+        assert mask[rows, columns].all()
+    # One finding per image where the phantom allows it: the four segments' outlines differ.
+    assert len(set(images[:4])) == 4
+
+
+def test_sr_of_real_ct_passes_dciodvfy_and_has_outlines(small_series, tmp_path):
+    """The SR of the small LIDC-IDRI-0001 (what the browser test shows in OHIF)."""
+    from inference.pipeline import analyze
+
+    real = analyze(small_series["LIDC-IDRI-0001"])
+    assert _dciodvfy_errors(_roundtrip(real.sr, tmp_path, "sr.dcm")) == []
+    groups = _groups(real.sr)
+    assert {_tracking_uid(g) for g in groups} == {
+        _tracking_uid(g) for g in groups if any(i.ValueType == "SCOORD" for i in g.ContentSequence)
+    }

@@ -1,16 +1,16 @@
-"""OHIF in Debian chromium (playwright-core, no browser download) against ``l3net serve``:
-a study pushed over DIMSE appears in the study list, the CT renders, the SEG overlay
-loads with its two named segments in distinct colours, the SR's measurement values are
-shown, and DICOMweb without a token is refused in Cognito mode. Screenshots go to
-test-artifacts/viewer/."""
+"""OHIF in Debian chromium (playwright-core, no browser download) against ``l3net serve``
+with the real analysis output: the small LIDC-IDRI-0001 pushed over DIMSE, analysed by
+``inference.pipeline.analyze`` (densitometry) and its SEG and SR stored over STOW-RS.
+The study is listed, the CT renders, the SEG overlay shows its four named segments
+(ground-glass yellow, consolidation red), and the SR opens without error and shows the
+measured values. Screenshots go to test-artifacts/viewer/."""
 
 from __future__ import annotations
 
-import httpx
-import pydicom
 import pytest
 
-from tests.viewer import results
+from inference.pipeline import AnalysisResult, analyze
+from inference.seg import SEGMENTS
 from tests.viewer.stack import ARTIFACTS, require_browser, run_node, running_stack
 
 pytestmark = pytest.mark.slow
@@ -22,30 +22,58 @@ def lidc_small(small_series):
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, lidc_small):
+def analysed(lidc_small) -> AnalysisResult:
+    """The worker's analysis of the series (about 2 s), run in the test process rather
+    than by the server's worker, which would wait for the study to become stable."""
+    return analyze(lidc_small)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, lidc_small, analysed):
     """``l3net serve`` (no auth, loopback) holding the CT (sent by C-STORE) and the
-    stand-in SEG and SR (stored by STOW-RS)."""
+    analysis SEG and SR (stored by STOW-RS)."""
     require_browser()
     with running_stack(tmp_path_factory.mktemp("stack")) as running:
         running.push(lidc_small)
-        ct = results.read_series(lidc_small)
-        seg, sr = results.build(ct)
-        response = running.stow([seg, sr])
+        response = running.stow([analysed.seg, analysed.sr])
         assert response.status_code == 200, response.text
-        running.wait_for_series(str(ct[0].StudyInstanceUID), 3)
-        yield running, ct[0], seg, sr
+        running.wait_for_series(str(analysed.seg.StudyInstanceUID), 3)
+        yield running
 
 
-def test_ohif_shows_study_ct_seg_and_sr(stack):
-    server, ct, seg, sr = stack
+def ohif_label(meaning: str, value: float, unit: str) -> str:
+    """A measurement as OHIF 3.13.2 writes it beside an SR outline: the concept's
+    meaning, the value with two decimals (nothing for 0) and the UCUM code."""
+    return f"{meaning}: {f'{value:.2f}' if value else ''} {unit}"
+
+
+def expected_labels(result: AnalysisResult) -> list[str]:
+    """Values the SR holds that OHIF must show: both lung volumes, the ground-glass and
+    consolidation volumes, the involvement of both lungs and the total score."""
+    m = result.measurements
+    labels = [
+        ohif_label("Volume", m["per_lung"]["right"]["volume_ml"], "mL"),
+        ohif_label("Volume", m["per_lung"]["left"]["volume_ml"], "mL"),
+        ohif_label("Volume", m["lungs"]["ggo_ml"], "mL"),
+        ohif_label("Volume", m["lungs"]["consolidation_ml"], "mL"),
+        ohif_label("Involvement, percent of lung volume", m["lungs"]["involvement_percent"], "%"),
+        ohif_label("Total zonal severity score (0-24)", m["total_score"], "{score}"),
+    ]
+    return list(dict.fromkeys(labels))  # equal values (ground-glass and consolidation) once
+
+
+def test_ohif_shows_study_ct_seg_and_sr(stack, analysed):
+    ct = analysed.volume.datasets[0]
+    seg, sr = analysed.seg, analysed.sr
+    labels = expected_labels(analysed)
     findings = run_node("ohif_check.mjs", {
-        "url": server.url,
+        "url": stack.url,
         "study": str(ct.StudyInstanceUID),
         "studyDate": "01-Jan-2000",
         "segDescription": str(seg.SeriesDescription),
         "srDescription": str(sr.SeriesDescription),
-        "segmentLabels": [label for label, _kind, _rgb in results.SEGMENTS],
-        "measuredValues": [f"{value:.1f}" for value in results.MEASURED.values()],
+        "segmentLabels": [spec.label for spec in SEGMENTS],
+        "measuredValues": labels,
         "prefix": "noauth-",
     })
     assert "error" not in findings, findings.get("error", "") + "\n" + findings.get("failureText", "")
@@ -56,13 +84,15 @@ def test_ohif_shows_study_ct_seg_and_sr(stack):
     # The CT rendered: mostly non-black, many grey levels, no overlay colours yet.
     assert findings["ct"]["nonBlack"] > 0.3 and findings["ct"]["colours"] > 50
     assert findings["ct"]["reddish"] < 0.001 and findings["ct"]["yellowish"] < 0.001
-    # The SEG: both segments named in the panel, drawn yellow (GGO) and red (consolidation).
-    assert findings["seg"]["labels"] == ["Ground-glass opacity", "Consolidation"]
-    assert findings["seg"]["stats"]["yellowish"] > 0.005
-    assert findings["seg"]["stats"]["reddish"] > 0.005
-    # The SR: its measurement values are on screen.
-    assert sorted(findings["sr"]["values"]) == sorted(f"{v:.1f}" for v in results.MEASURED.values())
-    assert "Volume: 123.40 mL" in findings["sr"]["text"]
+    # The SEG: all four segments named in the panel; on the slice with the most
+    # ground-glass and consolidation, both colours are drawn.
+    assert findings["seg"]["labels"] == ["Right lung", "Left lung", "Ground-glass opacity", "Consolidation"]
+    assert findings["seg"]["stats"]["yellowish"] > 0.0002
+    assert findings["seg"]["stats"]["reddish"] > 0.0002
+    # The SR opened (no "Something went wrong") and its values are on screen.
+    assert sorted(findings["sr"]["values"]) == sorted(labels)
+    assert "Something went wrong" not in findings["sr"]["text"]
     assert findings["dicomwebRequests"] > 5 and not findings["dicomwebErrors"]
+    assert not [line for line in findings["console"] if "ReferencedSOPSequence" in line]
     for name in ("1-study-list", "2-ct", "3-seg", "4-sr"):
         assert (ARTIFACTS / f"noauth-{name}.png").stat().st_size > 10_000

@@ -1,5 +1,6 @@
 // Drives OHIF served by l3net: the study list, the CT, the SEG overlay, the SR.
-// Input (argv[2], JSON): url, study, patientId, seg/sr series descriptions, artifacts,
+// Input (argv[2], JSON): url, study, studyDate, seg/sr series descriptions,
+// segmentLabels, measuredValues (texts OHIF must show for the SR), artifacts, prefix,
 // optional login {username, password}. Prints one JSON line of findings; screenshots
 // go to artifacts/.
 import { args, launch, shot, dismissOverlays, canvasStats } from './lib.mjs';
@@ -71,41 +72,70 @@ try {
   out.steps.push('ct');
   await shot(page, a.artifacts, `${a.prefix || ''}2-ct`);
 
-  // 3. The SEG overlay: open the SEG series from the study browser.
+  // 3. The SEG overlay: open the SEG series from the study browser; the segmentation
+  // panel names its segments. Clicking a segment there centres the viewport on it, so
+  // the small opacity segments (a few slices) come into view.
   const t1 = Date.now();
   await page.getByText(a.segDescription).first().dblclick();
-  out.seg = await poll(async () => {
-    await confirmPrompts();
-    const stats = await canvasStats(page);
-    return stats && stats.reddish > 0.002 && stats.yellowish > 0.002 ? { overlayStats: stats } : null;
-  }, 30000, 'the SEG overlay with its segments');
-  out.timings.segDisplayedMs = Date.now() - t1;
-  out.seg.stats = await canvasStats(page);
-  await dismissOverlays(page);
-  // The segmentation panel lists the segments by name.
+  out.seg = {};
   const panel = page.locator('[data-cy="panelSegmentation-btn"]').first();
-  if (await panel.count()) await panel.click();
+  let panelOpened = false;
   out.seg.labels = await poll(async () => {
+    await confirmPrompts();
+    if (!panelOpened && (await panel.count())) {
+      await dismissOverlays(page);
+      await panel.click().catch(() => {});
+      panelOpened = true;
+    }
     const text = await page.locator('body').innerText();
     const labels = a.segmentLabels.filter((l) => text.includes(l));
     return labels.length === a.segmentLabels.length ? labels : null;
-  }, 15000, 'the segment names in the segmentation panel');
+  }, 30000, 'the segment names in the segmentation panel');
+  out.timings.segListedMs = Date.now() - t1;
+  await dismissOverlays(page);
+  for (const label of a.jumpToSegments || [a.segmentLabels[a.segmentLabels.length - 1]]) {
+    await page.getByText(label, { exact: true }).last().click();
+    await page.waitForTimeout(300);
+  }
+  out.seg.stats = await poll(async () => {
+    const stats = await canvasStats(page);
+    return stats && stats.reddish > 0.0001 && stats.yellowish > 0.0001 ? stats : null;
+  }, 30000, 'the SEG overlay colours');
+  out.timings.segDisplayedMs = Date.now() - t1;
   await page.waitForTimeout(300);
   out.seg.panelText = (await page.locator('body').innerText()).slice(0, 3000);
   out.steps.push('seg');
   await shot(page, a.artifacts, `${a.prefix || ''}3-seg`);
 
-  // 4. The SR: open it; its measurements and their values are listed.
+  // 4. The SR: open it. OHIF draws one finding's outline at a time with its values;
+  // the viewport's "next" chevron steps through the findings.
   await page.getByText(a.srDescription).first().dblclick();
-  out.sr = await poll(async () => {
-    await confirmPrompts();
-    const text = await page.locator('body').innerText();
-    const values = a.measuredValues.filter((v) => text.includes(v));
-    return values.length === a.measuredValues.length ? { values, text: text.slice(0, 3000) } : null;
-  }, 30000, 'the SR measurements');
-  await page.waitForTimeout(500);
+  const seen = new Set();
+  let text = '';
+  const next = page.locator('[data-cy="viewport-action-arrows-right"] svg');
+  for (let step = 0; step < (a.srFindings || 8) && seen.size < a.measuredValues.length; step++) {
+    try {
+      await poll(async () => {
+        await confirmPrompts();
+        text = await page.locator('body').innerText();
+        if (text.includes('Something went wrong')) throw new Error('OHIF: ' + text.slice(0, 500));
+        const found = a.measuredValues.filter((v) => text.includes(v));
+        const fresh = found.filter((v) => !seen.has(v));
+        return fresh.length ? found : null;
+      }, step === 0 ? 30000 : 4000, 'SR values');
+    } catch (error) {
+      if (String(error).includes('OHIF:')) throw error;
+    }
+    for (const v of a.measuredValues) if (text.includes(v)) seen.add(v);
+    await page.waitForTimeout(300);
+    await shot(page, a.artifacts, `${a.prefix || ''}4-sr${step ? '-' + step : ''}`);
+    if (await next.count()) await next.last().click().catch(() => {});
+  }
+  out.sr = { values: [...seen], text: text.slice(0, 3000) };
+  if (seen.size < a.measuredValues.length) {
+    throw new Error(`SR values missing: ${a.measuredValues.filter((v) => !seen.has(v)).join(' | ')}`);
+  }
   out.steps.push('sr');
-  await shot(page, a.artifacts, `${a.prefix || ''}4-sr`);
 } catch (error) {
   out.error = String(error && error.stack || error);
   await shot(page, a.artifacts, `${a.prefix || ''}failure`).catch(() => {});
