@@ -14,17 +14,16 @@ import json
 import os
 import signal
 import subprocess
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import boto3
-import httpx
 import pytest
 
 from tests.conftest import REPO, free_port, require_tool
+from tests.viewer.stack import wait_until_healthy
 
 HOST = "127.0.0.1"
 REGION = "eu-west-1"
@@ -130,18 +129,7 @@ def running_cognito(state_dir: Path, viewer_url: str, users: tuple[User, ...] = 
         )
     url = f"http://{HOST}:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"cognito-local exited {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"cognito-local did not answer /health:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        wait_until_healthy(process, url + "/health", log, "cognito-local", timeout=30)
         idp = idp_client(url)
         pool_id = idp.create_user_pool(PoolName="l3net")["UserPool"]["Id"]
         client_id = idp.create_user_pool_client(

@@ -67,6 +67,23 @@ class Stack:
         raise AssertionError(f"study {study_uid} has {len(series)} series after {timeout} s, expected {count}")
 
 
+def wait_until_healthy(process: subprocess.Popen, url: str, log: Path, what: str, timeout: float) -> None:
+    """Poll ``url`` until it answers 200. Fails with the tail of ``log`` when ``process``
+    exits first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"{what} exited {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not answer {url}:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
 @contextmanager
 def running_stack(data_dir: Path, http_port: int | None = None, **env: str) -> Iterator[Stack]:
     """``l3net serve`` with L3NET_* settings ``env``; no study becomes stable during a test
@@ -92,18 +109,7 @@ def running_stack(data_dir: Path, http_port: int | None = None, **env: str) -> I
         )
     url = f"http://{HOST}:{http_port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"l3net serve exited {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"l3net serve did not answer /healthz:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        wait_until_healthy(process, url + "/healthz", log, "l3net serve", timeout=60)
         yield Stack(url, dicom_port, process, log)
     finally:
         process.send_signal(signal.SIGTERM)
