@@ -7,12 +7,15 @@ Content (``Imaging Measurements``):
   - right lung, left lung: volume (mL); ground-glass, consolidation and involvement
     (mL and %); well-aerated and hyperinflated lung (%); mean attenuation (HU); and
     per zone (finding site: SCT upper / middle / lower zone of lung, with laterality)
-    the involvement (%) and the zone score (0–4, unit ``{score}``);
+    the involvement (%) and the zone score (0–4, unit ``{score}``); and each zone's
+    score again as a qualitative evaluation (a coded grade such as "Score 2: 25-49 %
+    of the zone involved"), for readers that list evaluations rather than numbers;
   - ground-glass opacity, consolidation: volume (mL) and % of both lungs;
 
 * one group without ROI (TID 1501) for the whole study: total lung volume, %WAL,
-  total zonal score (0–24) and, as qualitative evaluations, the suggested prognosis
-  category and the rule that fired, both coded and labelled "not for diagnostic use";
+  total zonal score (0–24) and, as qualitative evaluations, the total score ("17 of
+  24"), the suggested prognosis category and the rule that fired, coded and labelled
+  "not for diagnostic use";
 
 * planar companions (TID 1410): for each of those findings, one group with the same
   Tracking Identifier and Tracking Unique Identifier (the same finding) whose Image
@@ -60,7 +63,11 @@ LATERALITY = {"right": codes.SCT.Right, "left": codes.SCT.Left}
 
 
 def private(value: str, meaning: str) -> hd.sr.CodedConcept:
-    """A concept of the private scheme (CodeMeaning is at most 64 characters)."""
+    """A concept of the private scheme. CodeValue is SH (at most 16 characters; longer
+    ones would become LongCodeValue, which readers look for less), CodeMeaning at most
+    64."""
+    if len(value) > 16:
+        raise ValueError(f"private code value {value!r} is longer than 16 characters")
     return hd.sr.CodedConcept(value, PRIVATE, meaning[:64])
 
 
@@ -80,6 +87,17 @@ ZONE_INVOLVEMENT = private("ZONE-INV-PCT", "Zone involvement, percent of zone vo
 ZONE_SCORE = private("ZONE-SCORE", "Zonal severity score (0-4)")
 TOTAL_SCORE = private("TOTAL-SCORE", "Total zonal severity score (0-24)")
 PROGNOSIS = private("PROGNOSIS", "Suggested prognosis, not for diagnostic use")
+TOTAL_SCORE_GRADE = private("TOTAL-GRADE", "Total zonal severity score, of 24")
+#: The suggested risk categories as codes (CodeValue is at most 16 characters).
+RISK_CODES = {"low": "RISK-LOW", "intermediate": "RISK-INTERMED", "high": "RISK-HIGH"}
+#: The zone grades (domain: 0 none, 1 < 25 %, 2 25–49 %, 3 50–74 %, 4 ≥ 75 % involved).
+ZONE_GRADES = {
+    0: "Score 0: no involvement",
+    1: "Score 1: under 25 % of the zone involved",
+    2: "Score 2: 25-49 % of the zone involved",
+    3: "Score 3: 50-74 % of the zone involved",
+    4: "Score 4: 75 % or more of the zone involved",
+}
 PROGNOSIS_RULE = private("PROGNOSIS-RULE", "Rule that decided the suggested prognosis")
 
 
@@ -103,6 +121,17 @@ def _lung_measurements(side: str, values: RegionMeasurements, measurements: Meas
         items.append(_measurement(ZONE_INVOLVEMENT, zone_values["involvement_percent"], PERCENT, finding_sites=site))
         items.append(_measurement(ZONE_SCORE, zone_values["score"], SCORE, finding_sites=site))
     return items
+
+
+def _zone_grades(side: str, measurements: Measurements) -> list[hd.sr.QualitativeEvaluation]:
+    """Each zone's score of one lung as a coded grade (the zone is in the concept name:
+    TID 1419 qualitative evaluations carry no finding site)."""
+    evaluations = []
+    for zone in ZONES:
+        score = measurements["zones"][f"{side}_{zone}"]["score"]
+        name = private(f"ZONE-GRADE-{side[0].upper()}{zone[0].upper()}", f"{side.capitalize()} {zone} zone severity score")
+        evaluations.append(hd.sr.QualitativeEvaluation(name=name, value=private(f"GRADE-{score}", ZONE_GRADES[score])))
+    return evaluations
 
 
 def _opacity_measurements(key: str, measurements: Measurements) -> list[hd.sr.Measurement]:
@@ -138,8 +167,14 @@ def _summary_group(
         ],
         qualitative_evaluations=[
             hd.sr.QualitativeEvaluation(
+                name=TOTAL_SCORE_GRADE,
+                value=private(f"TOTAL-{measurements['total_score']}", f"{measurements['total_score']} of 24"),
+            ),
+            hd.sr.QualitativeEvaluation(
                 name=PROGNOSIS,
-                value=private(f"RISK-{prognosis['category'].upper()}", f"{prognosis['category'].capitalize()} risk (suggested, not for diagnostic use)"),
+                value=private(
+                    RISK_CODES[prognosis["category"]], f"{prognosis['category'].capitalize()} risk (suggested, not for diagnostic use)"
+                ),
             ),
             hd.sr.QualitativeEvaluation(name=PROGNOSIS_RULE, value=private(rule["id"], rule["short"])),
         ],
@@ -201,10 +236,12 @@ def write_sr(
         if spec.number in per_side:
             side = per_side[spec.number]
             items = _lung_measurements(side, measurements["per_lung"][side], measurements)
+            evaluations = _zone_grades(side, measurements)
             sites = [hd.sr.FindingSite(anatomic_location=codes.SCT.Lung, laterality=LATERALITY[side])]
             lung_outlines[spec.number] = found
         else:
             items = _opacity_measurements("ggo" if spec.number == 3 else "consolidation", measurements)
+            evaluations = []
             sites = _both_lungs_sites()
         tracking = hd.sr.TrackingIdentifier(identifier=spec.label, uid=generate_uid())
         groups.append(
@@ -216,6 +253,7 @@ def write_sr(
                 finding_type=spec.kind,
                 finding_sites=sites,
                 measurements=items,
+                qualitative_evaluations=evaluations or None,
             )
         )
         companions.append(_planar_companion(tracking, found, by_uid, spec.kind, sites))
