@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     unet_threshold: float = Field(
         0.8, description="Connected-component cleanup: keep opacity components whose peak probability reaches this."
     )
+    score_floor_percent: float = Field(
+        1.0, ge=0, le=25,
+        description="Zone involvement below this percentage scores 0 (a normal lung keeps a few tenths of a percent of "
+        "opacity-band voxels at the hila); 0 scores any involvement as 1.",
+    )
     pdf_report: bool = Field(
         True, description="Also write an Encapsulated PDF report (modality DOC) for PACS that display neither SEG nor SR."
     )

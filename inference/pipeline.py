@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from inference.engines import Engine, Segmentation, get_engine
-from inference.measurements import Measurements, measure
+from inference.measurements import SCORE_FLOOR_PERCENT, Measurements, measure
 from inference.prognosis import suggest
 from inference.report import write_pdf_report
 from inference.seg import write_seg
@@ -144,8 +144,9 @@ def analyze(
     ``l3net``; ``engine`` overrides it with a ready engine object. ``progress``: a
     ``(step, fraction)`` callback, True for a tqdm bar, or None. ``uids``: the output
     UIDs (default: new random ones). ``settings``: passed to :func:`get_engine`; its
-    ``seg_compression`` ("jpeg2000", the default, or "none") picks the SEG's encoding
-    and its ``pdf_report`` (default True) asks for the Encapsulated PDF report.
+    ``seg_compression`` ("jpeg2000", the default, or "none") picks the SEG's encoding,
+    its ``pdf_report`` (default True) asks for the Encapsulated PDF report and its
+    ``score_floor_percent`` (default 1) sets the zone involvement that still scores 0.
 
     Raises :class:`SeriesNotAnalysable` when the series cannot be analysed.
     """
@@ -168,7 +169,7 @@ def analyze(
         done("load")
         segmentation = engine(volume)
         done("segment")
-        measurements = measure(volume, segmentation)
+        measurements = measure(volume, segmentation, getattr(settings, "score_floor_percent", SCORE_FLOOR_PERCENT))
         prognosis = suggest(measurements)
         done("measure")
         compress = getattr(settings, "seg_compression", "jpeg2000") != "none"

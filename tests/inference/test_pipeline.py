@@ -91,3 +91,19 @@ def test_job_uids_are_stable_and_used(small_series):
 def test_unknown_engine_is_refused_before_loading():
     with pytest.raises(ValueError, match="unknown analysis engine 'nope'; available: densitometry, l3net"):
         analyze([b"never read"], engine_name="nope")
+
+
+def test_score_floor_setting_reaches_the_scores(small_series):
+    """L3NET_SCORE_FLOOR_PERCENT=0 scores any involvement; the default floor does not
+    score the few tenths of a percent a normal lung keeps."""
+    from archive.settings import Settings
+
+    files = small_series["LIDC-IDRI-0001"]
+    floored = analyze(files, settings=Settings(pdf_report=False))
+    literal = analyze(files, settings=Settings(pdf_report=False, score_floor_percent=0))
+    assert literal.measurements["score_floor_percent"] == 0
+    for zone, values in literal.measurements["zones"].items():
+        assert values["score"] == (1 if 0 < values["involvement_percent"] < 25 else values["score"])
+        floor_score = floored.measurements["zones"][zone]["score"]
+        assert floor_score == (0 if values["involvement_percent"] < 1 else values["score"])
+    assert literal.measurements["total_score"] > floored.measurements["total_score"]
