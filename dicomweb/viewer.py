@@ -109,6 +109,9 @@ def app_config(settings: Settings, base_url: str) -> dict:
         "investigationalUseDialog": {"option": "never"},
         "maxNumRequests": {"interaction": 100, "thumbnail": 5, "prefetch": 25},
         "showErrorDetails": "always",
+        # Open a SEG (and RTSTRUCT) on the CT without OHIF's "load this segmentation?"
+        # question, so /viewer?...&hangingprotocolId=@ohif/seg shows the overlay at once.
+        "disableConfirmationPrompts": True,
         "defaultDataSourceName": "l3net",
         "dataSources": [
             {

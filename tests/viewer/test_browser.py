@@ -75,9 +75,10 @@ def test_ohif_shows_study_ct_seg_and_sr(stack, analysed):
         "segmentLabels": [spec.label for spec in SEGMENTS],
         "measuredValues": labels,
         "prefix": "noauth-",
+        "autoSeg": True,
     })
     assert "error" not in findings, findings.get("error", "") + "\n" + findings.get("failureText", "")
-    assert findings["steps"] == ["list", "ct", "seg", "sr"]
+    assert findings["steps"] == ["list", "ct", "seg", "sr", "auto-seg"]
     # The study pushed over DIMSE is listed (its accession number and modalities).
     assert str(ct.AccessionNumber) in findings["listText"]
     assert "CT" in findings["listText"]
@@ -94,5 +95,13 @@ def test_ohif_shows_study_ct_seg_and_sr(stack, analysed):
     assert "Something went wrong" not in findings["sr"]["text"]
     assert findings["dicomwebRequests"] > 5 and not findings["dicomwebErrors"]
     assert not [line for line in findings["console"] if "ReferencedSOPSequence" in line]
-    for name in ("1-study-list", "2-ct", "3-seg", "4-sr"):
+    # Without clicks: the @ohif/seg hanging protocol (URL) shows the SEG on the CT at
+    # once, with its segment panel and no "LOAD" button left to press.
+    assert findings["auto"]["labels"] == findings["seg"]["labels"]
+    assert findings["auto"]["loadButtons"] == 0
+    # Tinted: pixels clearly not grey; the CT alone (step 2) has only OHIF's blue frame
+    # and labels, the overlaid lungs add about a fifth of the viewport.
+    assert findings["auto"]["tinted"] > findings["ct"]["tinted"] + 0.05, (findings["auto"]["tinted"], findings["ct"]["tinted"])
+    assert findings["auto"]["stats"]["nonBlack"] > 0.3
+    for name in ("1-study-list", "2-ct", "3-seg", "4-sr", "5-seg-without-clicks"):
         assert (ARTIFACTS / f"noauth-{name}.png").stat().st_size > 10_000

@@ -33,6 +33,31 @@ async function confirmPrompts() {
   }
 }
 
+// Fraction of clearly coloured (not grey) pixels in the viewport: a CT alone is grey,
+// the SEG overlay tints the lungs blue and green.
+async function tintedFraction() {
+  const pane = page.locator('[data-cy="viewport-pane"]').first();
+  if (!(await pane.count())) return 0;
+  const png = await pane.screenshot({ timeout: 5000 }).catch(() => null);
+  if (!png) return 0;
+  return page.evaluate(async (b64) => {
+    const img = new Image();
+    img.src = 'data:image/png;base64,' + b64;
+    await img.decode();
+    const canvas = document.createElement('canvas');
+    canvas.width = img.width; canvas.height = img.height;
+    const ctx = canvas.getContext('2d');
+    ctx.drawImage(img, 0, 0);
+    const { data } = ctx.getImageData(0, 0, img.width, img.height);
+    let tinted = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      const r = data[i], g = data[i + 1], b = data[i + 2];
+      if (Math.max(r, g, b) - Math.min(r, g, b) > 40) tinted++;
+    }
+    return tinted / (data.length / 4);
+  }, png.toString('base64'));
+}
+
 async function login() {
   if (!a.login) return;
   // The hosted UI (cognito-local's login form): user name, password, submit.
@@ -69,6 +94,7 @@ try {
   out.timings.firstImageMs = Date.now() - t0;
   await dismissOverlays(page);
   await page.waitForTimeout(300);
+  out.ct.tinted = await tintedFraction();
   out.steps.push('ct');
   await shot(page, a.artifacts, `${a.prefix || ''}2-ct`);
 
@@ -136,6 +162,35 @@ try {
     throw new Error(`SR values missing: ${a.measuredValues.filter((v) => !seen.has(v)).join(' | ')}`);
   }
   out.steps.push('sr');
+
+  // 5. Without clicks: /viewer?StudyInstanceUIDs=..&hangingprotocolId=@ohif/seg hangs the
+  // SEG on its CT, and app-config's disableConfirmationPrompts skips the "load?" step.
+  if (a.autoSeg) {
+    const t2 = Date.now();
+    await page.goto(`${a.url}/viewer?StudyInstanceUIDs=${a.study}&hangingprotocolId=@ohif/seg`);
+    if (a.login && !page.url().startsWith(a.url)) await login();
+    out.auto = {};
+    // The overlay is drawn with no click at all (the panel is opened only to read names).
+    out.auto.tinted = await poll(async () => {
+      const tinted = await tintedFraction();
+      return tinted > (out.ct.tinted || 0) + 0.05 ? tinted : null;
+    }, 60000, 'the SEG overlay, hung by the protocol');
+    out.timings.autoSegMs = Date.now() - t2;
+    await dismissOverlays(page);
+    const autoPanel = page.locator('[data-cy="panelSegmentation-btn"]').first();
+    if (await autoPanel.count()) await autoPanel.click().catch(() => {});
+    out.auto.labels = await poll(async () => {
+      const text = await page.locator('body').innerText();
+      if (text.includes('Something went wrong')) throw new Error('OHIF: ' + text.slice(0, 500));
+      const labels = a.segmentLabels.filter((l) => text.includes(l));
+      return labels.length === a.segmentLabels.length ? labels : null;
+    }, 60000, 'the segments, opened by the hanging protocol');
+    await page.waitForTimeout(500);
+    out.auto.loadButtons = await page.getByRole('button', { name: 'LOAD', exact: true }).count();
+    out.auto.stats = await canvasStats(page);
+    out.steps.push('auto-seg');
+    await shot(page, a.artifacts, `${a.prefix || ''}5-seg-without-clicks`);
+  }
 } catch (error) {
   out.error = String(error && error.stack || error);
   await shot(page, a.artifacts, `${a.prefix || ''}failure`).catch(() => {});
