@@ -27,9 +27,10 @@ Content (``Imaging Measurements``):
   the whole SR ("Cannot read properties of undefined (reading 'ReferencedSOPSequence')")
   when any finding has no SCOORD/SCOORD3D. Each outline lies on the image where its
   segment is largest among images not used by an earlier outline (if any), so OHIF
-  never draws two findings' values over one another. The whole-lung finding gets the
-  outline of each lung. A segment empty in the SEG has no
-  outline and therefore no group: its zero volumes are in the lung groups.
+  never draws two findings' values over one another. The both-lungs finding gets the
+  convex hull of both lungs on one image, so its totals are never drawn beside one
+  lung's outline. A segment empty in the SEG has no outline and therefore no group:
+  its zero volumes are in the lung groups.
 
 Standard codes where the standard has them (pydicom's code dictionary): Volume SCT
 118565006, Attenuation Coefficient DCM 112031 with derivation Mean SCT 373098007,
@@ -49,7 +50,7 @@ from pydicom.uid import generate_uid
 
 from inference.measurements import ZONES, Measurements, RegionMeasurements
 from inference.seg import MANUFACTURER, SEGMENT_OF_SIDE, SEGMENTS
-from inference.sr_outline import Outline, outline, segment_frames
+from inference.sr_outline import Outline, hull_outline, outline, segment_frames
 
 PRIVATE = "99L3NET"
 SERIES_NUMBER = 9002
@@ -260,11 +261,12 @@ def write_sr(
         taken.add(found.sop_instance_uid)
     both = hd.sr.TrackingIdentifier(identifier=BOTH_LUNGS, uid=generate_uid())
     groups.append(_summary_group(measurements, prognosis, both))
-    # The whole-lung finding's outlines: each lung, on an image without another outline
-    # where the lung reaches one, so two findings' values are not drawn on one contour.
-    for number in sorted(lung_outlines):
-        found = outline(frames[number], avoid=taken)
-        assert found is not None  # the segment was not empty above
+    # The both-lungs finding's outline: the convex hull of both lungs on one image (one
+    # without another outline where possible). OHIF draws a finding's values beside its
+    # first outline; an outline of one lung would put the totals beside, say, the right
+    # lung, where a reader could take them for that lung's.
+    found = hull_outline(*(frames[number] for number in sorted(lung_outlines)), avoid=taken)
+    if found is not None:
         companions.append(_planar_companion(both, found, by_uid, codes.SCT.Lung, _both_lungs_sites()))
     groups += companions
     report = hd.sr.MeasurementReport(observation_context=observer, procedure_reported=CT_PROCEDURE, imaging_measurements=groups)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset
 from scipy import ndimage
+from scipy.spatial import ConvexHull
 
 # Moore neighbourhood, clockwise on screen (rows grow downwards): N, NE, E, SE, S, SW, W, NW.
 _STEPS = [(-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1)]
@@ -109,3 +110,23 @@ def outline(frames: dict[str, np.ndarray], avoid: set[str] = frozenset()) -> Out
     preferred = {uid: n for uid, n in counts.items() if uid not in avoid} or counts
     uid = max(preferred, key=lambda key: (preferred[key], key))
     return Outline(uid, trace(largest_region(frames[uid])), counts[uid])
+
+
+def hull_outline(*segments: dict[str, np.ndarray], avoid: set[str] = frozenset()) -> Outline | None:
+    """The convex hull of several segments together (both lungs, say) on the image
+    where they cover the most pixels together, preferring images not in ``avoid``;
+    None when all are empty. A finding about both lungs outlined this way cannot be
+    mistaken for a finding about one of them."""
+    images = set().union(*segments)
+    unions = {uid: np.logical_or.reduce([s[uid] for s in segments if uid in s]) for uid in images}
+    counts = {uid: int(mask.sum()) for uid, mask in unions.items() if mask.any()}
+    if not counts:
+        return None
+    preferred = {uid: n for uid, n in counts.items() if uid not in avoid} or counts
+    uid = max(preferred, key=lambda key: (preferred[key], key))
+    rows, columns = np.nonzero(unions[uid])
+    centres = np.column_stack([columns, rows]).astype(np.float64) + 0.5
+    if len(centres) < 3 or np.ptp(centres[:, 0]) == 0 or np.ptp(centres[:, 1]) == 0:
+        return Outline(uid, trace(unions[uid]), counts[uid])  # too thin for a hull: its square
+    hull = centres[ConvexHull(centres).vertices]  # counter-clockwise in (column, row)
+    return Outline(uid, np.vstack([hull, hull[:1]]).astype(np.float32), counts[uid])

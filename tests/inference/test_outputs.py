@@ -131,7 +131,7 @@ def test_every_finding_has_a_planar_outline_of_its_segment(result, tmp_path):
     groups = _groups(result.sr)
     volumetric = [g for g in groups if any(i.ValueType == "IMAGE" for i in g.ContentSequence)]
     planar = [g for g in groups if any(i.ValueType == "SCOORD" for i in g.ContentSequence)]
-    assert len(volumetric) == 4 and len(planar) == 6  # 4 segments; both lungs: 2 outlines
+    assert len(volumetric) == 4 and len(planar) == 5  # 4 segments; both lungs: 1 hull
     assert {_tracking_uid(g) for g in groups} == {_tracking_uid(g) for g in planar}
     assert all(not any(i.ValueType == "NUM" for i in g.ContentSequence) for g in planar)
     seg = pydicom.dcmread(_roundtrip(result.seg, tmp_path, "seg.dcm"))
@@ -153,6 +153,13 @@ def test_every_finding_has_a_planar_outline_of_its_segment(result, tmp_path):
         mask = np.logical_or.reduce([frames.get((n, image), np.zeros((seg.Rows, seg.Columns), bool)) for n in numbers])
         columns, rows = (points[:, 0] - 0.5).round().astype(int), (points[:, 1] - 0.5).round().astype(int)
         assert mask[rows, columns].all()
+        if numbers == [1, 2]:
+            # The both-lungs outline encircles both lungs (so OHIF draws the totals
+            # beside both, not beside one lung): it spans each lung's centre.
+            for number in numbers:
+                centre = np.argwhere(frames[(number, image)]).mean(axis=0)  # (row, column)
+                assert points[:, 0].min() < centre[1] < points[:, 0].max()
+                assert points[:, 1].min() < centre[0] < points[:, 1].max()
     # One finding per image where the phantom allows it: the four segments' outlines differ.
     assert len(set(images[:4])) == 4
 
