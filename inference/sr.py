@@ -84,8 +84,20 @@ QUANTITIES = [
     ("hyperinflated_percent", private("HYP-PCT", "Hyperinflated lung (below -950 HU), percent"), PERCENT),
 ]
 CONCEPT = {key: concept for key, concept, _unit in QUANTITIES}
-ZONE_INVOLVEMENT = private("ZONE-INV-PCT", "Zone involvement, percent of zone volume")
-ZONE_SCORE = private("ZONE-SCORE", "Zonal severity score (0-4)")
+
+
+def zone_involvement(side: str, zone: str) -> hd.sr.CodedConcept:
+    """The involvement concept of one zone. The zone is in the name as well as in the
+    finding site, because viewers (OHIF) print names but not finding sites: six lines
+    "Zone involvement" could not be told apart."""
+    return private(f"ZONE-INV-{side[0].upper()}{zone[0].upper()}", f"{side.capitalize()} {zone} zone involvement, percent")
+
+
+def zone_score_concept(side: str, zone: str) -> hd.sr.CodedConcept:
+    """The numeric score concept of one zone (see :func:`zone_involvement`)."""
+    return private(f"ZONE-SCORE-{side[0].upper()}{zone[0].upper()}", f"{side.capitalize()} {zone} zone score (0-4)")
+
+
 TOTAL_SCORE = private("TOTAL-SCORE", "Total zonal severity score (0-24)")
 PROGNOSIS = private("PROGNOSIS", "Suggested prognosis, not for diagnostic use")
 TOTAL_SCORE_GRADE = private("TOTAL-GRADE", "Total zonal severity score, of 24")
@@ -119,8 +131,8 @@ def _lung_measurements(side: str, values: RegionMeasurements, measurements: Meas
     for zone in ZONES:
         site = [hd.sr.FindingSite(anatomic_location=ZONE_CODES[zone], laterality=LATERALITY[side])]
         zone_values = measurements["zones"][f"{side}_{zone}"]
-        items.append(_measurement(ZONE_INVOLVEMENT, zone_values["involvement_percent"], PERCENT, finding_sites=site))
-        items.append(_measurement(ZONE_SCORE, zone_values["score"], SCORE, finding_sites=site))
+        items.append(_measurement(zone_involvement(side, zone), zone_values["involvement_percent"], PERCENT, finding_sites=site))
+        items.append(_measurement(zone_score_concept(side, zone), zone_values["score"], SCORE, finding_sites=site))
     return items
 
 

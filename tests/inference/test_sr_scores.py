@@ -64,3 +64,18 @@ def test_every_private_code_value_fits_short_string():
         assert private(code, "x").value == code
     with pytest.raises(ValueError, match="longer than 16"):
         private("RISK-INTERMEDIATE", "x")
+
+
+def test_zone_numbers_name_their_zone(result):
+    """Each zone's involvement and score carry the zone in the concept name (viewers
+    print names, not finding sites), and the zone as finding site too."""
+    names = {}
+    for group in _groups(result.sr):
+        for item in group.ContentSequence:
+            if item.ValueType == "NUM":
+                names[item.ConceptNameCodeSequence[0].CodeMeaning] = float(item.MeasuredValueSequence[0].NumericValue)
+    for lung in ("right", "left"):
+        for zone in ("upper", "middle", "lower"):
+            values = result.measurements["zones"][f"{lung}_{zone}"]
+            assert names[f"{lung.capitalize()} {zone} zone involvement, percent"] == values["involvement_percent"]
+            assert names[f"{lung.capitalize()} {zone} zone score (0-4)"] == values["score"]
