@@ -27,8 +27,9 @@ from inference.engines import Engine, Segmentation, get_engine
 from inference.measurements import SCORE_FLOOR_PERCENT, Measurements, measure
 from inference.prognosis import suggest
 from inference.report import write_pdf_report
-from inference.seg import write_seg
+from inference.seg import SEGMENTS, segment_mask, write_seg
 from inference.sr import write_sr
+from inference.sr_outline import volume_frames
 from inference.summary import build_summary
 from inference.volume import CTVolume, SeriesNotAnalysable, Source, load_series, read_directory
 
@@ -175,10 +176,15 @@ def analyze(
         compress = getattr(settings, "seg_compression", "jpeg2000") != "none"
         seg = write_seg(volume, segmentation, output_uids.seg_series, output_uids.seg_instance, compress=compress)
         done("seg")
+        frames = volume_frames(
+            {spec.number: segment_mask(segmentation, spec.number) for spec in SEGMENTS},
+            [ds.SOPInstanceUID for ds in volume.datasets],
+        )
         sr = write_sr(
             seg, volume.datasets, measurements, prognosis, output_uids.sr_series, output_uids.sr_instance,
-            segmentation.engine, segmentation.version,
+            segmentation.engine, segmentation.version, frames=frames,
         )
+        del frames
         done("sr")
         pdf = None
         if "pdf" in steps:

@@ -84,14 +84,21 @@ def algorithm(engine: str, version: str) -> hd.AlgorithmIdentificationSequence:
     return hd.AlgorithmIdentificationSequence(name=engine, family=family, version=version)
 
 
+#: Which map (``side`` or ``labels``) and which value of it each segment number is.
+_SEGMENT_SOURCE = {1: ("side", RIGHT_LUNG), 2: ("side", LEFT_LUNG), 3: ("labels", GGO), 4: ("labels", CONSOLIDATION)}
+
+
+def segment_mask(segmentation: Segmentation, number: int, out: np.ndarray | None = None) -> np.ndarray:
+    """(slices, rows, columns) booleans of segment ``number`` (see :data:`SEGMENTS`)."""
+    name, value = _SEGMENT_SOURCE[number]
+    return np.equal(getattr(segmentation, name), value, out=out)
+
+
 def masks(segmentation: Segmentation) -> np.ndarray:
     """(slices, rows, columns, 4) booleans in :data:`SEGMENTS` order."""
-    labels, side = segmentation.labels, segmentation.side
-    stack = np.empty(side.shape + (4,), bool)
-    np.equal(side, RIGHT_LUNG, out=stack[..., 0])
-    np.equal(side, LEFT_LUNG, out=stack[..., 1])
-    np.equal(labels, GGO, out=stack[..., 2])
-    np.equal(labels, CONSOLIDATION, out=stack[..., 3])
+    stack = np.empty(segmentation.side.shape + (4,), bool)
+    for index, spec in enumerate(SEGMENTS):
+        segment_mask(segmentation, spec.number, out=stack[..., index])
     return stack
 
 

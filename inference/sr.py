@@ -44,6 +44,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import highdicom as hd
+import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
@@ -219,10 +220,14 @@ def write_sr(
     engine: str,
     version: str,
     series_number: int = SERIES_NUMBER,
+    frames: dict[int, dict[str, np.ndarray]] | None = None,
 ) -> Dataset:
     """The SR instance: TID 1500 over ``seg`` (and through it ``source``).
 
-    ``prognosis``: the dict of :func:`inference.prognosis.suggest`.
+    ``prognosis``: the dict of :func:`inference.prognosis.suggest`. ``frames``: the
+    SEG's frames as {segment number: {source SOP Instance UID: mask}}
+    (:func:`inference.sr_outline.volume_frames`), to outline findings without decoding
+    ``seg`` again; by default they are read from ``seg``.
     """
     device_uid = generate_uid(entropy_srcs=["L3-net Node", engine, version])
     observer = hd.sr.ObservationContext(
@@ -236,7 +241,7 @@ def write_sr(
     )
     series = hd.sr.SourceSeriesForSegmentation(str(source[0].SeriesInstanceUID))
     by_uid = {str(ds.SOPInstanceUID): ds for ds in source}
-    frames = segment_frames(seg)
+    frames = frames if frames is not None else segment_frames(seg)
     per_side = {number: side for side, number in (("right", SEGMENT_OF_SIDE[1]), ("left", SEGMENT_OF_SIDE[2]))}
     groups: list = []
     companions: list = []

@@ -11,6 +11,7 @@ segment's cross-section there (traced through the centres of its border pixels).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -50,6 +51,18 @@ def segment_frames(seg: Dataset) -> dict[int, dict[str, np.ndarray]]:
         source = str(group.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
         frames.setdefault(number, {})[source] = pixels[index].astype(bool)
     return frames
+
+
+def volume_frames(masks: dict[int, np.ndarray], sop_uids: Sequence[str]) -> dict[int, dict[str, np.ndarray]]:
+    """The mapping :func:`segment_frames` reads from a SEG, taken instead from the
+    in-memory masks the SEG was written from: ``masks`` is {segment number: (slices,
+    rows, columns) booleans}, slice ``i`` being the image ``sop_uids[i]``; empty slices
+    are left out, as a SEG leaves out empty frames. Decoding a JPEG 2000 SEG again
+    would cost seconds (2.5 s at 500 slices) for the same bits (a test compares them)."""
+    return {
+        number: {str(uid): mask[index] for index, uid in enumerate(sop_uids) if mask[index].any()}
+        for number, mask in masks.items()
+    }
 
 
 def largest_region(mask: np.ndarray) -> np.ndarray:

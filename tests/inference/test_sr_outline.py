@@ -56,3 +56,24 @@ def test_largest_region_and_image_and_avoided_images():
     assert outline(frames, avoid={"b"}).sop_instance_uid == "a"
     assert outline(frames, avoid={"a", "b"}).sop_instance_uid == "b"  # nothing else: reuse
     assert outline({"a": np.zeros((4, 4), dtype=bool)}) is None
+
+
+def test_frames_from_the_masks_equal_the_frames_decoded_from_the_seg():
+    """The pipeline outlines findings from the in-memory masks (volume_frames) rather
+    than decoding its JPEG 2000 SEG again: both give the same frames, image for image."""
+    from inference.pipeline import analyze
+    from inference.seg import SEGMENTS, segment_mask
+    from inference.sr_outline import segment_frames, volume_frames
+    from tests.inference.phantom import build, to_datasets
+
+    result = analyze(to_datasets(build().hu))
+    decoded = segment_frames(result.seg)
+    from_masks = volume_frames(
+        {spec.number: segment_mask(result.segmentation, spec.number) for spec in SEGMENTS},
+        [ds.SOPInstanceUID for ds in result.volume.datasets],
+    )
+    assert set(from_masks) == {spec.number for spec in SEGMENTS} and set(decoded) <= set(from_masks)
+    for number, frames in from_masks.items():
+        assert set(frames) == set(decoded.get(number, {}))
+        for uid, mask in frames.items():
+            assert np.array_equal(mask, decoded[number][uid])
