@@ -1,7 +1,10 @@
 // Drives OHIF served by l3net: the study list, the CT, the SEG overlay, the SR.
 // Input (argv[2], JSON): url, study, studyDate, seg/sr series descriptions,
 // segmentLabels, measuredValues (texts OHIF must show for the SR), artifacts, prefix,
-// optional login {username, password}. Prints one JSON line of findings; screenshots
+// optional login {username, password}, autoSeg (also open the SEG hanging protocol),
+// segShownBy ("tint": the SEG counts as shown once the lungs are tinted; 1 % of the
+// viewport more than the bare CT, since a protocol may open on an apical slice).
+// Prints one JSON line of findings; screenshots
 // go to artifacts/.
 import { args, launch, shot, dismissOverlays, canvasStats } from './lib.mjs';
 
@@ -123,8 +126,11 @@ try {
     await page.getByText(label, { exact: true }).last().click();
     await page.waitForTimeout(300);
   }
+  // segShownBy "tint" (the benchmark, on a whole study whose opacity segments need not
+  // share a slice): the lung overlay drawn is enough; otherwise both opacity colours.
   out.seg.stats = await poll(async () => {
     const stats = await canvasStats(page);
+    if (a.segShownBy === 'tint') return (await tintedFraction()) > (out.ct.tinted || 0) + 0.01 ? stats : null;
     return stats && stats.reddish > 0.0001 && stats.yellowish > 0.0001 ? stats : null;
   }, 30000, 'the SEG overlay colours');
   out.timings.segDisplayedMs = Date.now() - t1;
@@ -173,7 +179,7 @@ try {
     // The overlay is drawn with no click at all (the panel is opened only to read names).
     out.auto.tinted = await poll(async () => {
       const tinted = await tintedFraction();
-      return tinted > (out.ct.tinted || 0) + 0.05 ? tinted : null;
+      return tinted > (out.ct.tinted || 0) + 0.01 ? tinted : null;
     }, 60000, 'the SEG overlay, hung by the protocol');
     out.timings.autoSegMs = Date.now() - t2;
     await dismissOverlays(page);
