@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         None, description="OIDC authority the viewer discovers; default the pool issuer (override for cognito-local)."
     )
     viewer_oidc_scope: str = Field("openid email profile", description="OAuth scopes the viewer asks Cognito for.")
+    viewer_hanging_protocol: str = Field(
+        "@ohif/seg",
+        description="Hanging protocol added to links that open a study (/viewer?StudyInstanceUIDs=...) without one, so "
+        "the SEG overlay shows with no click; OHIF falls back to the plain layout for a study without SEG. Empty: off.",
+    )
     stow_max_bytes: int = Field(1 << 30, description="Largest STOW-RS request body; larger ones get 413.")
     qido_max_limit: int = Field(1000, description="Most results one QIDO-RS response returns.")
 

@@ -12,6 +12,13 @@ OHIF's ``index.html`` hardcodes ``/``, so the viewer owns the root of this origi
   ``index.html``, the config and the service-worker scripts are revalidated each time.
 * Any other path without a file extension is one of the app's routes (``/viewer``,
   ``/callback``, ...) and gets ``index.html``; a missing file with an extension is 404.
+* A link that opens a study (``/viewer?StudyInstanceUIDs=...``, from a RIS, PACS or
+  e-mail) without a hanging protocol is redirected to the same link with
+  ``hangingprotocolId=`` ``L3NET_VIEWER_HANGING_PROTOCOL`` (default ``@ohif/seg``): OHIF
+  then hangs the SEG on its CT with no click, and shows the plain CT where there is no
+  SEG. The redirect needs no lookup, so it tells nobody whether a study exists.
+  Navigation inside the app (the study list) does not reach the server and keeps
+  OHIF's default layout.
   Paths of the API (``/dicomweb``, ``/api``, ``/healthz``, ...) are never answered here.
 
 The viewer's files need no authorization (the login happens in the browser); the
@@ -26,7 +33,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from archive.settings import Settings
 
@@ -217,6 +224,15 @@ def make_router(settings: Settings) -> APIRouter:
 
     @router.api_route("/", methods=["GET", "HEAD"])
     def root_page() -> Response:
+        return index()
+
+    @router.api_route("/viewer", methods=["GET", "HEAD"])
+    def viewer_link(request: Request) -> Response:
+        protocol = settings.viewer_hanging_protocol
+        query = request.query_params
+        if protocol and "StudyInstanceUIDs" in query and "hangingprotocolId" not in query:
+            target = f"/viewer?{urlencode([*query.multi_items(), ('hangingprotocolId', protocol)])}"
+            return RedirectResponse(target, status_code=302, headers={"Cache-Control": "no-store"})
         return index()
 
     @router.api_route("/{path:path}", methods=["GET", "HEAD"])

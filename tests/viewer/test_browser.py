@@ -95,8 +95,10 @@ def test_ohif_shows_study_ct_seg_and_sr(stack, analysed):
     assert "Something went wrong" not in findings["sr"]["text"]
     assert findings["dicomwebRequests"] > 5 and not findings["dicomwebErrors"]
     assert not [line for line in findings["console"] if "ReferencedSOPSequence" in line]
-    # Without clicks: the @ohif/seg hanging protocol (URL) shows the SEG on the CT at
-    # once, with its segment panel and no "LOAD" button left to press.
+    # Without clicks: a plain link to the study is sent on by the server with the
+    # @ohif/seg hanging protocol, which shows the SEG on the CT at once, with its segment
+    # panel and no "LOAD" button left to press.
+    assert "hangingprotocolId=%40ohif%2Fseg" in findings["auto"]["url"]
     assert findings["auto"]["labels"] == findings["seg"]["labels"]
     assert findings["auto"]["loadButtons"] == 0
     # Tinted: pixels clearly not grey; the CT alone (step 2) has only OHIF's blue frame

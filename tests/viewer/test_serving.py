@@ -77,11 +77,30 @@ def test_app_config_points_at_this_server(server):
 
 def test_client_routes_fall_back_to_index(server, dist):
     index = (dist / "index.html").read_text()
-    for route in ("/viewer?StudyInstanceUIDs=1.2.3", "/callback?code=abc&state=x", "/segmentation", "/local"):
+    for route in ("/viewer", "/viewer?StudyInstanceUIDs=1.2.3&hangingprotocolId=@ohif/seg", "/callback?code=abc&state=x",
+                  "/segmentation", "/local"):
         response = httpx.get(server.url + route)
         assert response.status_code == 200, route
         assert response.text == index, route
         assert response.headers["content-type"].startswith("text/html")
+
+
+def test_study_links_get_the_seg_hanging_protocol(server, dist, tmp_path):
+    """A link that opens a study without a hanging protocol is sent on with the SEG one
+    (the overlay then shows with no click); every other parameter is kept, a link that
+    names a protocol is left alone, and an empty setting turns it off."""
+    response = httpx.get(server.url + "/viewer?StudyInstanceUIDs=1.2.3,1.2.4&SeriesInstanceUIDs=5.6")
+    assert response.status_code == 302 and response.headers["cache-control"] == "no-store"
+    assert response.headers["location"] == (
+        "/viewer?StudyInstanceUIDs=1.2.3%2C1.2.4&SeriesInstanceUIDs=5.6&hangingprotocolId=%40ohif%2Fseg"
+    )
+    followed = httpx.get(server.url + "/viewer?StudyInstanceUIDs=1.2.3", follow_redirects=True)
+    assert followed.status_code == 200 and followed.text == (dist / "index.html").read_text()
+    assert "hangingprotocolId=%40ohif%2Fseg" in str(followed.url)
+    kept = httpx.get(server.url + "/viewer?StudyInstanceUIDs=1.2.3&hangingprotocolId=default")
+    assert kept.status_code == 200
+    with running_server(Settings(data_dir=tmp_path, stable_after_s=3600, viewer_hanging_protocol="")) as plain:
+        assert httpx.get(plain.url + "/viewer?StudyInstanceUIDs=1.2.3").status_code == 200
 
 
 def test_missing_asset_is_404_and_api_is_not_shadowed(server):
@@ -226,7 +245,7 @@ def test_cognito_mode_serves_viewer_but_dicomweb_needs_a_token(tmp_path):
         )
         with running_server(settings) as running:
             assert httpx.get(running.url + "/").status_code == 200
-            assert httpx.get(running.url + "/viewer?StudyInstanceUIDs=1.2.3").status_code == 200
+            assert httpx.get(running.url + "/viewer?StudyInstanceUIDs=1.2.3", follow_redirects=True).status_code == 200
             config = config_of(httpx.get(running.url + "/app-config.js").text)
             (oidc,) = config["oidc"]
             assert oidc["authority"] == f"https://cognito-idp.{REGION}.amazonaws.com/{POOL}"

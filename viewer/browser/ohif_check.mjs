@@ -88,7 +88,9 @@ try {
 
   // 2. The CT.
   const t0 = Date.now();
-  await page.goto(`${a.url}/viewer?StudyInstanceUIDs=${a.study}`);
+  // OHIF's default layout, as the study list opens it (a bare link would be sent on to
+  // the SEG layout by the server).
+  await page.goto(`${a.url}/viewer?StudyInstanceUIDs=${a.study}&hangingprotocolId=default`);
   if (a.login && !page.url().startsWith(a.url)) await login();
   out.ct = await poll(async () => {
     const stats = await canvasStats(page);
@@ -169,13 +171,14 @@ try {
   }
   out.steps.push('sr');
 
-  // 5. Without clicks: /viewer?StudyInstanceUIDs=..&hangingprotocolId=@ohif/seg hangs the
-  // SEG on its CT, and app-config's disableConfirmationPrompts skips the "load?" step.
+  // 5. Without clicks: a plain link to the study (/viewer?StudyInstanceUIDs=..) is sent on
+  // by the server with hangingprotocolId=@ohif/seg, which hangs the SEG on its CT, and
+  // app-config's disableConfirmationPrompts skips the "load?" step.
   if (a.autoSeg) {
     const t2 = Date.now();
-    await page.goto(`${a.url}/viewer?StudyInstanceUIDs=${a.study}&hangingprotocolId=@ohif/seg`);
+    await page.goto(`${a.url}/viewer?StudyInstanceUIDs=${a.study}`);
+    out.auto = { url: page.url() };
     if (a.login && !page.url().startsWith(a.url)) await login();
-    out.auto = {};
     // The overlay is drawn with no click at all (the panel is opened only to read names).
     out.auto.tinted = await poll(async () => {
       const tinted = await tintedFraction();
