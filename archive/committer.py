@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -22,20 +21,11 @@ from archive.context import Archive
 from archive.index.record import find_instance, record_instance
 from archive.ingest import owner_group_of
 from archive.keys import instance_key
+from archive.index.locks import sop_lock
 from archive.objectstore.base import sha256_file
 from archive.spool import Spool
 
 log = logging.getLogger("l3net.committer")
-
-# Commits of one SOP Instance UID run one at a time in this process (every committer):
-# two differing copies committed at once both passed the duplicate check, so under
-# keep-first the later put overwrote the first copy and recorded itself as "replaced".
-_SOP_LOCKS = tuple(threading.Lock() for _ in range(64))
-
-
-def _sop_lock(sop_uid: str) -> threading.Lock:
-    return _SOP_LOCKS[zlib.crc32(sop_uid.encode()) % len(_SOP_LOCKS)]
-
 
 class Committer:
     """Background threads that commit spool files; ``pending_studies`` tells the
@@ -141,7 +131,11 @@ class Committer:
             return "rejected"
 
         digest = sha256_file(path)
-        with _sop_lock(str(ds.SOPInstanceUID)):
+        # Commits of one SOP Instance UID run one at a time, across threads and processes
+        # (node and web may be separate processes): two differing copies committed at
+        # once both passed the duplicate check, so under keep-first the later put
+        # overwrote the first, acknowledged copy and recorded itself as "replaced".
+        with sop_lock(self.archive.engine, str(ds.SOPInstanceUID)):
             return self._commit_checked(path, ds, key, transfer_syntax, digest)
 
     def _commit_checked(self, path: Path, ds, key: str, transfer_syntax: str, digest: str) -> str:

@@ -354,3 +354,58 @@ def test_concurrent_differing_copies_keep_the_first_committed(make_archive, smal
     assert archive.store.get_bytes(key_of(source)) == bodies[kept]
     assert indexed_sha(archive, source) == hashlib.sha256(bodies[kept]).hexdigest()
     assert (spool.root / "duplicates" / paths[aside].name).read_bytes() == bodies[aside]
+
+
+def _commit_in_a_process(settings, spool_root, body: bytes, slow: bool, barrier, results) -> None:
+    """One process (a node or a web part) committing its own copy from its own spool."""
+    import time
+
+    archive = open_archive(settings, run_migrations=False)
+    real_put = archive.store.put_file
+
+    def put_file(key, path, sha256=None):
+        try:  # without a lock across processes both copies meet here
+            barrier.wait(1.0)
+        except threading.BrokenBarrierError:
+            pass
+        if slow:
+            time.sleep(0.3)  # copy two is put last: it would overwrite copy one
+        return real_put(key, path, sha256=sha256)
+
+    archive.store.put_file = put_file
+    spool = Spool(spool_root)
+    try:
+        results.put((slow, Committer(archive, spool).commit(spool.write(body))))
+    finally:
+        archive.close()
+
+
+def test_differing_copies_from_two_processes_keep_the_first(make_archive, small_series, tmp_path):
+    """Node and web as separate processes, each committing a differing copy of one
+    instance at the same moment under keep-first: one copy is stored and indexed, the
+    other set aside in its process's duplicates/, and the stored object is the indexed
+    one. A lock held only within a process let both pass the duplicate check."""
+    import multiprocessing
+
+    archive = make_archive(duplicate_policy="keep-first")  # migrated here, once
+    source = small_series["LIDC-IDRI-0001"][5]
+    bodies = {False: altered(source, "copy one"), True: altered(source, "copy two")}
+    spawn = multiprocessing.get_context("spawn")
+    barrier, results = spawn.Barrier(2), spawn.Queue()
+    processes = [
+        spawn.Process(target=_commit_in_a_process,
+                      args=(archive.settings, tmp_path / f"spool-{slow}", bodies[slow], slow, barrier, results))
+        for slow in (False, True)
+    ]
+    for process in processes:
+        process.start()
+    outcomes = dict(results.get(timeout=60) for _ in processes)
+    for process in processes:
+        process.join(30)
+    assert [process.exitcode for process in processes] == [0, 0]
+    assert sorted(outcomes.values()) == ["duplicate", "new"]
+    kept = next(slow for slow, outcome in outcomes.items() if outcome == "new")
+    assert archive.store.get_bytes(key_of(source)) == bodies[kept]
+    assert indexed_sha(archive, source) == hashlib.sha256(bodies[kept]).hexdigest()
+    [aside] = list((tmp_path / f"spool-{not kept}" / "duplicates").glob("*[!n]"))  # not the .reason
+    assert aside.read_bytes() == bodies[not kept]
