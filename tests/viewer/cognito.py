@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import boto3
 import pytest
 
 from tests.conftest import REPO, free_port, require_tool
-from tests.viewer.stack import wait_until_healthy
+from tests.viewer.stack import stop, wait_until_healthy
 
 HOST = "127.0.0.1"
 REGION = "eu-west-1"
@@ -151,9 +150,4 @@ def running_cognito(state_dir: Path, viewer_url: str, users: tuple[User, ...] = 
             cognito.add_user(user)
         yield cognito
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=10)

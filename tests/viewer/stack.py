@@ -112,12 +112,17 @@ def running_stack(data_dir: Path, http_port: int | None = None, **env: str) -> I
         wait_until_healthy(process, url + "/healthz", log, "l3net serve", timeout=60)
         yield Stack(url, dicom_port, process, log)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=60)
+
+
+def stop(process: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if ``process`` has not exited within ``timeout`` seconds."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def require_browser() -> None:

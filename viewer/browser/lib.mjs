@@ -59,8 +59,9 @@ export async function dismissOverlays(page) {
 }
 
 // Statistics of what is on screen in the viewport (a screenshot of it, decoded in the
-// page): mean grey, non-black fraction, distinct colours, and the fractions of clearly
-// red and clearly yellow pixels (the consolidation and ground-glass overlays).
+// page): mean grey, non-black fraction, distinct colours, the fractions of clearly
+// red and clearly yellow pixels (the consolidation and ground-glass overlays), and of
+// tinted pixels, clearly not grey (a CT alone is grey; any SEG overlay tints it).
 export async function canvasStats(page, selector = '[data-cy="viewport-pane"]') {
   const pane = page.locator(selector).first();
   if (!(await pane.count())) return null;
@@ -75,7 +76,7 @@ export async function canvasStats(page, selector = '[data-cy="viewport-pane"]') 
     const ctx = copy.getContext('2d');
     ctx.drawImage(img, 0, 0);
     const { data } = ctx.getImageData(0, 0, copy.width, copy.height);
-    let sum = 0, nonBlack = 0, reddish = 0, yellowish = 0;
+    let sum = 0, nonBlack = 0, reddish = 0, yellowish = 0, tinted = 0;
     const colours = new Set();
     for (let i = 0; i < data.length; i += 4) {
       const r = data[i], g = data[i + 1], b = data[i + 2];
@@ -83,10 +84,11 @@ export async function canvasStats(page, selector = '[data-cy="viewport-pane"]') 
       if (r + g + b > 30) nonBlack++;
       if (r > 100 && g < 0.6 * r && b < 0.6 * r) reddish++;
       if (r > 100 && g > 90 && b < 0.6 * Math.min(r, g) && Math.abs(r - g) < 0.35 * r) yellowish++;
+      if (Math.max(r, g, b) - Math.min(r, g, b) > 40) tinted++;
       if (i % 64 === 0) colours.add((r << 16) | (g << 8) | b);
     }
     const n = data.length / 4;
     return { width: copy.width, height: copy.height, mean: sum / n, nonBlack: nonBlack / n,
-             reddish: reddish / n, yellowish: yellowish / n, colours: colours.size };
+             reddish: reddish / n, yellowish: yellowish / n, tinted: tinted / n, colours: colours.size };
   }, png.toString('base64'));
 }

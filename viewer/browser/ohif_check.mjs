@@ -36,29 +36,10 @@ async function confirmPrompts() {
   }
 }
 
-// Fraction of clearly coloured (not grey) pixels in the viewport: a CT alone is grey,
-// the SEG overlay tints the lungs blue and green.
+// Fraction of clearly coloured (not grey) pixels in the viewport (canvasStats).
 async function tintedFraction() {
-  const pane = page.locator('[data-cy="viewport-pane"]').first();
-  if (!(await pane.count())) return 0;
-  const png = await pane.screenshot({ timeout: 5000 }).catch(() => null);
-  if (!png) return 0;
-  return page.evaluate(async (b64) => {
-    const img = new Image();
-    img.src = 'data:image/png;base64,' + b64;
-    await img.decode();
-    const canvas = document.createElement('canvas');
-    canvas.width = img.width; canvas.height = img.height;
-    const ctx = canvas.getContext('2d');
-    ctx.drawImage(img, 0, 0);
-    const { data } = ctx.getImageData(0, 0, img.width, img.height);
-    let tinted = 0;
-    for (let i = 0; i < data.length; i += 4) {
-      const r = data[i], g = data[i + 1], b = data[i + 2];
-      if (Math.max(r, g, b) - Math.min(r, g, b) > 40) tinted++;
-    }
-    return tinted / (data.length / 4);
-  }, png.toString('base64'));
+  const stats = await canvasStats(page);
+  return stats ? stats.tinted : 0;
 }
 
 async function login() {
