@@ -54,6 +54,7 @@ class ResultLinks(BaseModel):
 
     seg: str | None = Field(None, description="The DICOM SEG instance (lung and opacity segments).")
     sr: str | None = Field(None, description="The DICOM SR (TID 1500) instance with the measurements.")
+    report: str | None = Field(None, description="The Encapsulated PDF report instance, when one was written.")
 
 
 class StudyAnalysis(BaseModel):
@@ -109,8 +110,11 @@ def study_analysis(study: str, request: Request, db: Session = Depends(session),
             prognosis = summary.get("prognosis") if isinstance(summary.get("prognosis"), dict) else None
             measurements = {key: value for key, value in summary.items() if key != "prognosis"}
         root = base_url(request)
+        outputs = summary.get("outputs") if isinstance(summary, dict) else None
+        report_uid = (outputs or {}).get("pdf", {}).get("sop_instance_uid")
         links = ResultLinks(seg=_instance_url(db, root, study, current.seg_sop_instance_uid),
-                            sr=_instance_url(db, root, study, current.sr_sop_instance_uid))
+                            sr=_instance_url(db, root, study, current.sr_sop_instance_uid),
+                            report=_instance_url(db, root, study, report_uid))
     return StudyAnalysis(
         study_instance_uid=study, study_state=row.state, state_reason=row.state_reason, generation=row.generation,
         job=JobView.of(current) if current else None, measurements=measurements, prognosis=prognosis, links=links,

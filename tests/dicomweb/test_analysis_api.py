@@ -55,7 +55,7 @@ def test_study_analysis_state_results_and_links(fresh_server, library):
     assert body["measurements"]["well_aerated_percent"] == 81.2
     assert body["prognosis"] == {"category": "low", "rule": "%WAL > 73", "not_for_diagnostic_use": True}
     base = f"{server.dicomweb}/studies/{study}/series/{series}/instances"
-    assert body["links"] == {"seg": f"{base}/{sops[0]}", "sr": f"{base}/{sops[1]}"}
+    assert body["links"] == {"seg": f"{base}/{sops[0]}", "sr": f"{base}/{sops[1]}", "report": None}
     assert httpx.get(body["links"]["seg"] + "/metadata").status_code == 200
     assert httpx.get(f"{server.url}/api/studies/1.2.3.4/analysis").status_code == 404
     assert httpx.get(f"{server.url}/api/studies/1.2.x/analysis").status_code == 400
