@@ -39,6 +39,19 @@ _DEFAULT_SYNTAX = {
 }
 
 
+#: What an instance can be re-encoded into on retrieval: Explicit VR Little Endian,
+#: Deflated, and the lossless compressions our encoders write (pydicom's RLE encoder,
+#: pyjpegls, pylibjpeg-openjpeg). Lossy syntaxes are never produced: a lossy copy would
+#: have to say so (Lossy Image Compression) and is not what a PACS or a viewer expects.
+TRANSCODABLE = frozenset({
+    EXPLICIT_LE,
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+})
+
+
 @dataclass(frozen=True)
 class MediaRange:
     """One entry of an Accept header."""
@@ -95,7 +108,7 @@ def negotiate_json(accept: str | None) -> str:
 def negotiate_instances(accept: str | None, stored: set[str]) -> str | None:
     """For retrieving instances as multipart/related; type="application/dicom": the
     transfer syntax to send, or None for "each as stored". ``stored``: the transfer
-    syntaxes of the instances to send. We transcode to Explicit VR Little Endian only."""
+    syntaxes of the instances to send. We transcode into :data:`TRANSCODABLE` only."""
     for media in accepted(accept):
         if media.type == "multipart/related" and media.part_type in ("*/*", "*"):
             return None  # parts of any type: as stored
@@ -107,10 +120,10 @@ def negotiate_instances(accept: str | None, stored: set[str]) -> str | None:
             continue
         if wanted == "*" or stored <= {wanted}:
             return None
-        if wanted == EXPLICIT_LE:
-            return EXPLICIT_LE
-    raise not_acceptable(accept, 'multipart/related; type="application/dicom" as stored (transfer-syntax=*) '
-                         "or in Explicit VR Little Endian")
+        if wanted in TRANSCODABLE:
+            return wanted
+    raise not_acceptable(accept, 'multipart/related; type="application/dicom" as stored (transfer-syntax=*), '
+                         f"or transcoded into one of {', '.join(sorted(TRANSCODABLE))}")
 
 
 @dataclass(frozen=True)

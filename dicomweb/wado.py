@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 from sqlalchemy.orm import Session
 
 from archive.index.record import BULK_THRESHOLD
@@ -49,20 +49,35 @@ def _chunks(store: ObjectStore, key: str) -> Iterator[bytes]:
             yield chunk
 
 
-def to_explicit_le(data: bytes) -> bytes:
-    """A Part 10 file re-encoded in Explicit VR Little Endian (decompressing pixels)."""
+def transcode(data: bytes, syntax: str) -> tuple[bytes, str]:
+    """A Part 10 file re-encoded in ``syntax`` (one of :data:`TRANSCODABLE`), and the
+    syntax it is actually in: pixels are decompressed first, then compressed losslessly.
+    1-bit pixels (a BINARY SEG) have no lossless encoder here but JPEG 2000 through
+    highdicom at write time, so such an instance asked for in another compressed syntax
+    is sent in Explicit VR Little Endian, and its part's Content-Type says so."""
     ds = pydicom.dcmread(io.BytesIO(data))
-    if ds.file_meta.TransferSyntaxUID.is_compressed and int(ds.get("BitsAllocated", 0)) == 1:
-        # A compressed BINARY SEG: pydicom's decompress() would store one byte per
-        # pixel; native 1-bit pixel data is bit-packed, frames back to back.
+    if ds.file_meta.TransferSyntaxUID == syntax:
+        return data, syntax
+    one_bit = int(ds.get("BitsAllocated", 0)) == 1
+    if ds.file_meta.TransferSyntaxUID.is_compressed and one_bit:
+        # pydicom's decompress() would store one byte per pixel; native 1-bit pixel
+        # data is bit-packed, frames back to back.
         ds.PixelData = pydicom.pixels.pack_bits(ds.pixel_array)  # padded to even length
         ds["PixelData"].VR = "OB"
     elif ds.file_meta.TransferSyntaxUID.is_compressed:
-        ds.decompress()  # also sets the transfer syntax
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.decompress(generate_instance_uid=False)  # also sets the transfer syntax; same instance, same UID
+    target = UID(syntax)
+    if target.is_compressed and "PixelData" in ds:
+        if one_bit:
+            target = UID(ExplicitVRLittleEndian)
+        else:
+            # Lossless: RLE, JPEG-LS or JPEG 2000 (sets the syntax). The same instance, so
+            # the same SOP Instance UID (pydicom would make a new one by default).
+            ds.compress(target, generate_instance_uid=False)
+    ds.file_meta.TransferSyntaxUID = target
     out = io.BytesIO()
-    ds.save_as(out, implicit_vr=False, little_endian=True, enforce_file_format=True)
-    return out.getvalue()
+    ds.save_as(out, implicit_vr=False, little_endian=True, enforce_file_format=True)  # deflates if Deflated
+    return out.getvalue(), str(target)
 
 
 def _retrieve(ctx: WebContext, found: list[Target], accept: str | None) -> StreamingResponse:
@@ -77,8 +92,8 @@ def _retrieve(ctx: WebContext, found: list[Target], accept: str | None) -> Strea
             if wanted is None or wanted == syntax:
                 yield {"Content-Type": f"{DICOM}; transfer-syntax={syntax}"}, _chunks(store, target.instance.object_key)
             else:
-                data = to_explicit_le(store.get_bytes(target.instance.object_key))
-                yield {"Content-Type": f"{DICOM}; transfer-syntax={wanted}"}, iter((data,))
+                data, sent = transcode(store.get_bytes(target.instance.object_key), wanted)
+                yield {"Content-Type": f"{DICOM}; transfer-syntax={sent}"}, iter((data,))
 
     # A sync generator: Starlette runs each step in its thread pool, off the event loop.
     return StreamingResponse(

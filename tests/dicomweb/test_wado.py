@@ -61,6 +61,8 @@ def test_compressed_instances_are_transcoded_by_default_and_kept_on_request(open
     decoded = pydicom.dcmread(io.BytesIO(bytes(part.content)))
     assert decoded.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
     assert np.array_equal(decoded.pixel_array, original.pixel_array)
+    # The same instance: pydicom's decompress() would give it a new SOP Instance UID.
+    assert decoded.SOPInstanceUID == original.SOPInstanceUID
     stored = _get(open_server, path, 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.90')
     _, (part,) = _parts(stored)
     assert pydicom.dcmread(io.BytesIO(bytes(part.content))).PixelData == original.PixelData
@@ -235,3 +237,56 @@ def test_compressed_binary_seg_is_sent_bit_packed(fresh_server, library, tmp_pat
         _, (part,) = _parts(_get(server, f"{url}/frames/{number}"))
         assert part.headers["content-type"] == "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
         assert bytes(part.content) == native.PixelData[(number - 1) * frame_bytes:number * frame_bytes]
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.5",
+                                    "1.2.840.10008.1.2.1.99"])
+def test_native_instances_are_transcoded_losslessly_on_request(open_server, library, syntax):
+    """JPEG 2000, JPEG-LS and RLE lossless and Deflated, as dcm4chee and Orthanc offer:
+    the instance arrives in the syntax asked for, with the very same pixel values."""
+    path, original = _instance_path(library, "lidc1", 3)
+    response = _get(open_server, path, f'multipart/related; type="application/dicom"; transfer-syntax={syntax}')
+    assert response.status_code == 200
+    params, (part,) = _parts(response)
+    assert params["transfer-syntax"] == syntax
+    assert part.headers["content-type"] == f"application/dicom; transfer-syntax={syntax}"
+    sent = pydicom.dcmread(io.BytesIO(bytes(part.content)))
+    assert sent.file_meta.TransferSyntaxUID == syntax
+    assert np.array_equal(sent.pixel_array, original.pixel_array)
+    assert sent.SOPInstanceUID == original.SOPInstanceUID
+
+
+def test_compressed_instances_are_recompressed_and_lossy_is_refused(open_server, library):
+    path, original = _instance_path(library, "j2k", 1)  # stored JPEG 2000 lossless
+    response = _get(open_server, path, 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.5')
+    _, (part,) = _parts(response)
+    sent = pydicom.dcmread(io.BytesIO(bytes(part.content)))
+    assert sent.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.5"
+    assert np.array_equal(sent.pixel_array, original.pixel_array)
+    assert sent.SOPInstanceUID == original.SOPInstanceUID
+    for lossy in ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.91"):
+        assert _get(open_server, path, f'multipart/related; type="application/dicom"; transfer-syntax={lossy}').status_code == 406
+
+
+def test_binary_seg_asked_for_in_rle_comes_bit_packed_and_says_so(fresh_server, library, tmp_path):
+    """1-bit pixels have no RLE/JPEG-LS encoder here: the SEG comes in Explicit VR Little
+    Endian and its part's Content-Type names that syntax; an SR (no pixels) comes in the
+    syntax asked for."""
+    from inference.pipeline import analyze
+    from tests.dicomweb.helpers import ingest
+
+    result = analyze(library.files["lidc1"])
+    for name, ds in (("seg.dcm", result.seg), ("sr.dcm", result.sr)):
+        ds.save_as(tmp_path / name, enforce_file_format=True)
+    server = fresh_server()
+    ingest(server, [tmp_path / "seg.dcm", tmp_path / "sr.dcm"])
+    rle = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.5'
+    seg_url = f"/studies/{result.seg.StudyInstanceUID}/series/{result.seg.SeriesInstanceUID}/instances/{result.seg.SOPInstanceUID}"
+    _, (part,) = _parts(_get(server, seg_url, rle))
+    assert part.headers["content-type"] == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1"
+    sent = pydicom.dcmread(io.BytesIO(bytes(part.content)))
+    assert sent.BitsAllocated == 1 and np.array_equal(sent.pixel_array, result.seg.pixel_array)
+    sr_url = f"/studies/{result.sr.StudyInstanceUID}/series/{result.sr.SeriesInstanceUID}/instances/{result.sr.SOPInstanceUID}"
+    _, (part,) = _parts(_get(server, sr_url, rle))
+    assert part.headers["content-type"] == "application/dicom; transfer-syntax=1.2.840.10008.1.2.5"
+    assert pydicom.dcmread(io.BytesIO(bytes(part.content))).ContentSequence
