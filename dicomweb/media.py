@@ -169,11 +169,18 @@ def negotiate_frames(accept: str | None, stored: str) -> FrameChoice:
     raise not_acceptable(accept, offer)
 
 
-def negotiate_rendered(accept: str | None) -> str:
-    """image/jpeg (the default) or image/png."""
+def negotiate_rendered(accept: str | None, several: bool = False) -> str:
+    """image/jpeg (the default) or image/png. ``several``: a study or series, sent as
+    multipart/related parts of that type, which the Accept may name as
+    ``multipart/related; type="image/png"``."""
     for media in accepted(accept):
+        if several and media.type == "multipart/related":
+            if media.part_type in ("image/jpeg", "image/png"):
+                return media.part_type
+            if media.part_type in (None, "*/*", "image/*"):
+                return "image/jpeg"
         if media.type in ("image/jpeg", "image/png"):
             return media.type
-        if media.type in ("*/*", "image/*"):
+        if media.type in ("*/*", "image/*", "multipart/*"):
             return "image/jpeg"
-    raise not_acceptable(accept, "image/jpeg or image/png")
+    raise not_acceptable(accept, 'multipart/related; type="image/jpeg" or "image/png"' if several else "image/jpeg or image/png")

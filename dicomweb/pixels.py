@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
+from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from dicomweb import multipart
@@ -74,9 +75,10 @@ def retrieve_frames(study: str, series: str, instance: str, frames: str, accept:
     return frames_response(ctx, targets(db, who, study, series, instance)[0], numbers, accept)
 
 
-def _rendered(ctx: WebContext, target: Target, number: int, accept: str | None, window: str | None,
-              viewport: str | None, quality: str | None) -> Response:
-    media = negotiate_rendered(accept)
+def _render(ctx: WebContext, target: Target, number: int, media: str, window: str | None, viewport: str | None,
+            quality: str | None) -> bytes:
+    """Frame ``number`` of ``target`` as ``media`` bytes (400 for bad parameters, 404
+    for a frame that cannot be rendered)."""
     try:
         voi, size, level = parse_window(window), parse_viewport(viewport), parse_quality(quality)
     except BadRendering as error:
@@ -87,12 +89,68 @@ def _rendered(ctx: WebContext, target: Target, number: int, accept: str | None, 
         stored = ctx.frames.pixels(key, number)
     except FrameNotFound as error:
         raise HTTPException(404, f"cannot render: {error}") from None
-    return Response(encode(to_8bit(stored, layout.header, voi), media, size, level), media_type=media)
+    return encode(to_8bit(stored, layout.header, voi), media, size, level)
+
+
+def _rendered(ctx: WebContext, target: Target, number: int, accept: str | None, window: str | None,
+              viewport: str | None, quality: str | None) -> Response:
+    media = negotiate_rendered(accept)
+    return Response(_render(ctx, target, number, media, window, viewport, quality), media_type=media)
+
+
+def _rendered_collection(ctx: WebContext, found: list[Target], accept: str | None, window: str | None,
+                         viewport: str | None, quality: str | None) -> Response:
+    """A study or series rendered (PS3.18 §10.4.1.1.3): multipart/related, one part per
+    instance with pixels (its first frame), in instance order. Instances without pixels
+    (SR, PDF) or with 1-bit pixels (SEG) have no rendering and are left out; none at all
+    is 404."""
+    media = negotiate_rendered(accept, several=True)
+    images = iter([target for target in found if target.instance.rows])
+
+    def next_rendering() -> bytes | None:
+        """The next image that renders; a 1-bit SEG does not (404) and is left out."""
+        for target in images:
+            try:
+                return _render(ctx, target, 1, media, window, viewport, quality)
+            except HTTPException as error:
+                if error.status_code != 404:
+                    raise
+        return None
+
+    first = next_rendering()  # bad parameters (400) and nothing to render (404) fail before streaming
+    if first is None:
+        raise HTTPException(404, "nothing to render: no instance with renderable pixel data")
+
+    boundary = multipart.new_boundary()
+
+    def parts():
+        rendering = first
+        while rendering is not None:
+            yield {"Content-Type": media}, iter((rendering,))
+            rendering = next_rendering()
+
+    return StreamingResponse(multipart.stream(parts(), boundary), media_type=multipart.content_type(media, boundary))
 
 
 _Window = Query(None, description="center,width[,function]: linear, linear-exact or sigmoid; default from the dataset")
 _Viewport = Query(None, description="width,height to fit the image in")
 _Quality = Query(None, description="JPEG quality, 1-100")
+
+
+@router.get("/studies/{study}/rendered", summary="Rendered study (each image's first frame)", response_class=Response,
+            responses=_RENDERED)
+def rendered_study(study: str, accept: str | None = Header(None), window: str | None = _Window,
+                   viewport: str | None = _Viewport, quality: str | None = _Quality, db: Session = Depends(session),
+                   ctx: WebContext = Depends(web), who: Principal = Depends(require("viewer"))) -> Response:
+    return _rendered_collection(ctx, targets(db, who, study), accept, window, viewport, quality)
+
+
+@router.get("/studies/{study}/series/{series}/rendered", summary="Rendered series (each image's first frame)",
+            response_class=Response, responses=_RENDERED)
+def rendered_series(study: str, series: str, accept: str | None = Header(None), window: str | None = _Window,
+                    viewport: str | None = _Viewport, quality: str | None = _Quality, db: Session = Depends(session),
+                    ctx: WebContext = Depends(web), who: Principal = Depends(require("viewer"))) -> Response:
+    return _rendered_collection(ctx, targets(db, who, study, series), accept, window, viewport, quality)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{instance}/rendered", summary="Rendered instance (frame 1)",

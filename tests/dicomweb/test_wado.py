@@ -290,3 +290,27 @@ def test_binary_seg_asked_for_in_rle_comes_bit_packed_and_says_so(fresh_server, 
     _, (part,) = _parts(_get(server, sr_url, rle))
     assert part.headers["content-type"] == "application/dicom; transfer-syntax=1.2.840.10008.1.2.5"
     assert pydicom.dcmread(io.BytesIO(bytes(part.content))).ContentSequence
+    # A 1-bit SEG and an SR have no rendering: a study of only those has nothing to render.
+    rendered = _get(server, f"/studies/{result.seg.StudyInstanceUID}/rendered")
+    assert rendered.status_code == 404 and "nothing to render" in rendered.text
+
+
+def test_study_and_series_rendered_are_one_image_per_instance(open_server, library):
+    """PS3.18 rendered study and series: multipart/related, one rendered image (frame 1)
+    per instance in instance order; PNG on request; parameters checked before streaming."""
+    study, series, sops = library.uids("lidc1")
+    response = _get(open_server, f"/studies/{study}/series/{series}/rendered")
+    assert response.status_code == 200
+    params, parts = _parts(response)
+    assert params["type"] == "image/jpeg" and len(parts) == len(sops)
+    first = Image.open(io.BytesIO(bytes(parts[0].content)))
+    assert first.format == "JPEG" and first.size == (512, 512)
+    single = _get(open_server, f"/studies/{study}/series/{series}/instances/{sops[0]}/rendered")
+    assert bytes(parts[0].content) == single.content  # the same rendering, in instance order
+    png = _get(open_server, f"/studies/{study}/rendered", 'multipart/related; type="image/png"', viewport="64,64")
+    params, parts = _parts(png)
+    assert params["type"] == "image/png" and len(parts) == len(sops)
+    assert all(Image.open(io.BytesIO(bytes(p.content))).size[0] <= 64 for p in parts)
+    assert _get(open_server, f"/studies/{study}/rendered", window="x").status_code == 400
+    assert _get(open_server, f"/studies/{study}/rendered", "application/dicom").status_code == 406
+    assert _get(open_server, "/studies/1.2.3.4/rendered").status_code == 404
