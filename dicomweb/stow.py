@@ -1,5 +1,7 @@
 """STOW-RS (PS3.18 §10.5): ``POST /studies`` and ``POST /studies/{study}`` with
-``multipart/related; type="application/dicom"``.
+``multipart/related; type="application/dicom"`` (Part 10 instances), or
+``type="application/dicom+json"`` (metadata with bulk-data parts, turned back into
+instances by :mod:`dicomweb.stow_json`).
 
 The body is received into an unlinked temporary file (never all in memory) up to
 ``L3NET_STOW_MAX_BYTES`` (413 beyond), then split into parts. Each part is checked
@@ -16,6 +18,7 @@ import mmap
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydicom.dataset import Dataset
@@ -23,7 +26,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from archive.ingest import CANNOT_UNDERSTAND, Refused
-from dicomweb import multipart
+from dicomweb import multipart, stow_json
 from dicomweb.auth import Principal, require
 from dicomweb.context import PREFIX, WebContext, base_url, checked_uid, web
 from dicomweb.media import DICOM, DICOM_JSON, negotiate_json
@@ -45,19 +48,22 @@ _RESPONSES = {
     403: {"description": "The uploader role is required"},
     409: {"description": "No instance stored (see FailedSOPSequence)", "content": {DICOM_JSON: {}}},
     413: {"description": "Body larger than L3NET_STOW_MAX_BYTES"},
-    415: {"description": 'Not multipart/related; type="application/dicom"'},
+    415: {"description": 'Not multipart/related; type="application/dicom" or "application/dicom+json"'},
 }
 
 
-def _boundary(content_type: str | None) -> str:
+def _boundary(content_type: str | None) -> tuple[str, str]:
+    """The body's boundary and its root part type (application/dicom or dicom+json)."""
     main, params = multipart.parse_params(content_type or "")
     if main != "multipart/related":
-        raise HTTPException(415, 'STOW-RS takes multipart/related; type="application/dicom"')
-    if params.get("type", DICOM).lower() != DICOM:
-        raise HTTPException(415, f'parts of type {params.get("type")!r} are not supported; send type="{DICOM}"')
+        raise HTTPException(415, f'STOW-RS takes multipart/related; type="{DICOM}" or "{DICOM_JSON}"')
+    part_type = params.get("type", DICOM).lower()
+    if part_type not in (DICOM, DICOM_JSON):
+        raise HTTPException(415, f'parts of type {params.get("type")!r} are not supported; send type="{DICOM}" '
+                                 f'or "{DICOM_JSON}" with bulk data')
     if not params.get("boundary"):
         raise HTTPException(400, "the Content-Type has no boundary parameter")
-    return params["boundary"]
+    return params["boundary"], part_type
 
 
 async def _receive(request: Request, limit: int, spool_root: Path):
@@ -90,7 +96,23 @@ def _failure_item(refused: Refused) -> Dataset:
     return item
 
 
-def _process(ctx: WebContext, who: Principal, db: Session, body, size: int, boundary: str,
+def _instances(parts: list[multipart.Part], part_type: str) -> Iterator[bytes | Refused]:
+    """The Part 10 bytes of each instance of the request, or why one is refused."""
+    if part_type == DICOM_JSON:
+        for made in stow_json.datasets(parts):
+            if isinstance(made, stow_json.Unusable):
+                yield Refused(CANNOT_UNDERSTAND, str(made), made.sop_class_uid, made.sop_instance_uid)
+            else:
+                yield made
+        return
+    for number, part in enumerate(parts, 1):
+        if part.media_type not in (DICOM, ""):
+            yield Refused(CANNOT_UNDERSTAND, f"part {number} is {part.media_type}, not {DICOM}")
+        else:
+            yield bytes(part.content)
+
+
+def _process(ctx: WebContext, who: Principal, db: Session, body, size: int, boundary: str, part_type: str,
              study: str | None, root: str) -> tuple[int, Dataset, list[Stored]]:
     """Parse, check and spool every part; the status code and response dataset."""
     if size == 0:
@@ -109,12 +131,9 @@ def _process(ctx: WebContext, who: Principal, db: Session, body, size: int, boun
         stored: list[Stored] = []
         failed: list[Refused] = []
         try:
-            for number, part in enumerate(parts, 1):
-                if part.media_type not in (DICOM, ""):
-                    failed.append(Refused(CANNOT_UNDERSTAND, f"part {number} is {part.media_type}, not {DICOM}"))
-                else:
-                    outcome = stow.store(bytes(part.content), db, study, owner, groups)
-                    (stored if isinstance(outcome, Stored) else failed).append(outcome)
+            for instance in _instances(parts, part_type):
+                outcome = instance if isinstance(instance, Refused) else stow.store(instance, db, study, owner, groups)
+                (stored if isinstance(outcome, Stored) else failed).append(outcome)
         finally:
             for part in parts:  # the map cannot close while views of it remain
                 part.content.release()
@@ -161,13 +180,13 @@ async def _stow(request: Request, study: str | None, ctx: WebContext, who: Princ
         checked_uid(study, "Study Instance UID")
     if ctx.stow is None:
         raise HTTPException(503, "this server accepts no uploads")
-    boundary = _boundary(request.headers.get("content-type"))
+    boundary, part_type = _boundary(request.headers.get("content-type"))
     body, size = await _receive(request, ctx.archive.settings.stow_max_bytes, ctx.stow.spool.root)
     root = base_url(request)
     try:
         def work() -> tuple[int, Dataset, list[Stored]]:
             with ctx.archive.sessions() as db:
-                return _process(ctx, who, db, body, size, boundary, study, root)
+                return _process(ctx, who, db, body, size, boundary, part_type, study, root)
 
         status, dataset, _ = await run_in_threadpool(work)
     finally:

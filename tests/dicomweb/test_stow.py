@@ -135,7 +135,7 @@ def test_content_types_other_than_dicom_multipart_are_415_or_400(fresh_server, l
     server = fresh_server()
     parts = _dicom(library.files["smith"][:1])
     assert _post(server, parts, content_type="application/dicom").status_code == 415
-    assert _post(server, parts, content_type='multipart/related; type="application/dicom+json"; boundary=x').status_code == 415
+    assert _post(server, parts, content_type='multipart/related; type="application/dicom+xml"; boundary=x').status_code == 415
     assert _post(server, parts, content_type='multipart/related; type="application/dicom"').status_code == 400
 
 
@@ -153,3 +153,80 @@ def test_requests_over_the_size_limit_are_413(fresh_server, library):
     assert _post(server, _dicom(library.files["smith"][:1])).status_code == 200  # small ones still pass
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'l3net_stow_instances_total{outcome="stored"} 1.0' in metrics
+
+
+def _json_parts(paths, pixel_media=None) -> list[tuple[dict[str, str], bytes]]:
+    """Metadata-and-bulk STOW parts of ``paths``: one JSON part with every dataset, then
+    one part per bulk element (the Pixel Data as stored: native octets, or the one
+    compressed frame as ``pixel_media``), named by Content-Location."""
+    import json
+
+    documents, bulk = [], []
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        syntax = str(ds.file_meta.TransferSyntaxUID)
+
+        def handler(element, ds=ds, syntax=syntax):
+            uri = f"http://client.example/bulk/{ds.SOPInstanceUID}/{element.tag:08X}"
+            if element.tag == 0x7FE00010 and pixel_media:
+                frame = pydicom.encaps.get_frame(element.value, 0, number_of_frames=1)
+                bulk.append(({"Content-Type": f"{pixel_media}; transfer-syntax={syntax}", "Content-Location": uri}, frame))
+            else:
+                headers = {"Content-Type": "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1",
+                           "Content-Location": uri}
+                bulk.append((headers, bytes(element.value)))
+            return uri
+
+        documents.append(ds.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=handler))
+    return [({"Content-Type": "application/dicom+json"}, json.dumps(documents).encode()), *bulk]
+
+
+def _post_json(server, parts) -> httpx.Response:
+    boundary = new_boundary()
+    body = b"".join(stream([(headers, [data]) for headers, data in parts], boundary))
+    return httpx.post(server.dicomweb + "/studies", content=body, timeout=60,
+                      headers={"Content-Type": f'multipart/related; type="application/dicom+json"; boundary={boundary}'})
+
+
+@pytest.mark.parametrize("pixel_media", [None, "image/jp2"], ids=["native pixels", "JPEG 2000 frame"])
+def test_metadata_with_bulk_data_is_stored_as_the_instances(fresh_server, library, tmp_path, pixel_media):
+    """type="application/dicom+json": each dataset with its bulk parts becomes the same
+    instance (UIDs, attributes, pixel values) as if sent as application/dicom."""
+    server = fresh_server()
+    paths = library.files["lidc2"][:3]
+    if pixel_media:  # the same slices, JPEG 2000 lossless, so each frame is one bulk part
+        from pydicom.uid import JPEG2000Lossless
+
+        compressed = []
+        for path in paths:
+            ds = pydicom.dcmread(path)
+            ds.compress(JPEG2000Lossless, generate_instance_uid=False)
+            ds.save_as(tmp_path / path.name, enforce_file_format=True)
+            compressed.append(tmp_path / path.name)
+        paths = compressed
+    response = _post_json(server, _json_parts(paths, pixel_media))
+    assert response.status_code == 200, response.text
+    assert len(response.json()[REFERENCED]["Value"]) == 3
+    for path in paths:
+        original = pydicom.dcmread(path)
+        with server.archive.sessions() as db:
+            row = db.query(Instance).filter_by(sop_instance_uid=str(original.SOPInstanceUID)).one()
+        stored = pydicom.dcmread(io.BytesIO(server.archive.store.get_bytes(row.object_key)))
+        assert stored.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
+        assert (stored.PatientID, stored.SeriesInstanceUID, stored.ImagePositionPatient) == (
+            original.PatientID, original.SeriesInstanceUID, original.ImagePositionPatient)
+        assert (stored.pixel_array == original.pixel_array).all()
+
+
+def test_metadata_whose_bulk_part_is_missing_is_refused_with_its_uid(fresh_server, library):
+    server = fresh_server()
+    path = library.files["lidc2"][0]
+    parts = _json_parts([path])[:1]  # the JSON without its Pixel Data part
+    response = _post_json(server, parts)
+    assert response.status_code == 409
+    [failed] = response.json()[FAILED]["Value"]
+    assert failed[FAILURE_REASON]["Value"] == [CANNOT_UNDERSTAND]
+    assert failed["00081155"]["Value"] == [str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)]
+    assert "names no part of the request" in failed["00000902"]["Value"][0]
+    bad = _post_json(server, [({"Content-Type": "application/dicom+json"}, b"{not json")])
+    assert bad.status_code == 409 and "not JSON" in bad.json()[FAILED]["Value"][0]["00000902"]["Value"][0]
