@@ -127,3 +127,13 @@ def test_cognito_issuer(clean_env):
     assert Settings(cognito_user_pool_id="p", cognito_region="us-east-2").cognito_issuer.startswith(
         "https://cognito-idp.us-east-2."
     )
+
+
+def test_every_setting_is_documented():
+    """Each L3NET_* variable the settings read appears in docs/configuration.md (the
+    UNet's in docs/unet.md), so the documentation cannot fall behind the code."""
+    from tests.conftest import REPO
+
+    docs = (REPO / "docs" / "configuration.md").read_text() + (REPO / "docs" / "unet.md").read_text()
+    missing = [f"L3NET_{name.upper()}" for name in Settings.model_fields if f"`L3NET_{name.upper()}`" not in docs]
+    assert missing == []
