@@ -69,8 +69,8 @@ def datasets(parts: list[Part]) -> Iterator[bytes | Unusable]:
             continue
         try:
             documents = json.loads(bytes(part.content))
-        except ValueError as error:
-            yield Unusable(f"part {number} is not JSON: {error}")
+        except (ValueError, RecursionError) as error:  # RecursionError: nesting too deep
+            yield Unusable(f"part {number} is not JSON: {str(error)[:200]}")
             continue
         for document in documents if isinstance(documents, list) else [documents]:
             try:

@@ -230,3 +230,13 @@ def test_metadata_whose_bulk_part_is_missing_is_refused_with_its_uid(fresh_serve
     assert "names no part of the request" in failed["00000902"]["Value"][0]
     bad = _post_json(server, [({"Content-Type": "application/dicom+json"}, b"{not json")])
     assert bad.status_code == 409 and "not JSON" in bad.json()[FAILED]["Value"][0]["00000902"]["Value"][0]
+
+
+def test_metadata_nested_too_deep_is_refused_not_a_server_error(fresh_server):
+    server = fresh_server()
+    deep = b"[" * 100_000 + b"]" * 100_000
+    nested = b'[{"00400275": {"vr": "SQ", "Value": [' * 2000 + b"{}" + b"]}}]" * 2000
+    for body in (deep, nested):
+        response = _post_json(server, [({"Content-Type": "application/dicom+json"}, body)])
+        assert response.status_code == 409, response.text[:300]
+        assert response.json()[FAILED]["Value"][0][FAILURE_REASON]["Value"] == [CANNOT_UNDERSTAND]
