@@ -140,7 +140,11 @@ def analyze(
     engine: str = typer.Option("densitometry", "--engine", help="Analysis engine: densitometry or l3net."),
     log_level: str = LogLevel,
 ) -> None:
-    """Analyse one series offline, with a progress bar: the worker's pipeline without the archive."""
+    """Analyse one series offline, with a progress bar: the worker's pipeline without the archive.
+
+    Exit status: 0 done, 2 the series is not analysable (the reason is printed), 1 the
+    engine cannot run (no weights, unknown name)."""
+    from inference.engines import EngineUnavailable
     from inference.pipeline import SeriesNotAnalysable, analyze, write_outputs
     from inference.volume import read_directory
 
@@ -150,6 +154,9 @@ def analyze(
     except SeriesNotAnalysable as error:
         typer.echo(f"not analysable: {error}", err=True)
         raise typer.Exit(2)
+    except (EngineUnavailable, ValueError) as error:  # the engine's setup, or an unknown engine name
+        typer.echo(f"cannot analyse: {error}", err=True)
+        raise typer.Exit(1)
     typer.echo(f"wrote {', '.join(str(path) for path in write_outputs(result, out).values())}")
     prognosis = result.summary.get("prognosis", {})
     if prognosis:

@@ -50,6 +50,12 @@ OPACITIES: dict[int, str] = {GGO: "ggo", CONSOLIDATION: "consolidation"}
 log = logging.getLogger("l3net.engine")
 
 
+class EngineUnavailable(RuntimeError):
+    """The engine cannot run here: no weights, no torch, a checkpoint that does not
+    load. A setting must change, not the series, so a job that meets it is retried
+    (and an admin can re-run it) rather than called not analysable."""
+
+
 @dataclass
 class Segmentation:
     """What an engine returns.
@@ -129,6 +135,8 @@ def _l3net(settings: Any) -> Engine:
         return L3NetEngine(settings.unet_weights, settings.unet_phase, settings.unet_device, settings.unet_threshold)
     except Exception as error:  # no torch, no weights, a bad checkpoint
         if not getattr(settings, "unet_fallback", False):
-            raise
+            if isinstance(error, EngineUnavailable):
+                raise
+            raise EngineUnavailable(f"the L3-net engine cannot run: {error}") from error
         log.warning("event=engine.fallback engine=l3net reason=%r", str(error)[:300])
         return _REGISTRY["densitometry"](settings)

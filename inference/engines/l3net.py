@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage as ndi
 
-from inference.engines.base import CONSOLIDATION, GGO, Segmentation
+from inference.engines.base import CONSOLIDATION, GGO, EngineUnavailable, Segmentation
 from inference.engines.densitometry import MIN_LUNG_ML, lung_sides
 from inference.volume import CTVolume, SeriesNotAnalysable
 
@@ -43,7 +43,7 @@ class L3NetEngine:
 
     def __init__(self, weights: str | None, phase: str = "3", device: str | None = None, threshold: float = 0.8, deterministic: bool = False) -> None:
         if not weights:
-            raise SeriesNotAnalysable(
+            raise EngineUnavailable(
                 "the L3-net engine has no weights: set L3NET_UNET_WEIGHTS to a published checkpoint "
                 "(unet2d_aio_pre_luna.ckpt, phase2_model.ckpt or phase3_trained.ckpt)"
             )

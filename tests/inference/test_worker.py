@@ -86,3 +86,23 @@ def test_not_analysable_series_is_dead_at_once(archive):
         job = session.get(Job, job_id)
     assert job.state == "dead" and job.attempts == 1
     assert "not a chest CT: no lungs found" in job.error
+
+
+def test_engine_that_cannot_run_fails_the_job_for_a_retry_not_as_not_analysable(request, tmp_path, monkeypatch):
+    """No UNet weights is the server's configuration: the job fails with the reason and
+    stays retryable (an admin fixes the setting and re-runs it); it is not dead at once."""
+    monkeypatch.delenv("L3NET_UNET_WEIGHTS", raising=False)
+    settings = variant_settings("embedded", tmp_path, request, stable_after_s=0, min_series_slices=10,
+                                job_visibility_timeout_s=60, engine="l3net")
+    archive = open_archive(settings)
+    try:
+        ingest(archive, to_datasets(build(depth=40).hu))
+        [job_id] = settle_idle_studies(archive)
+        assert run_job(archive)
+        with archive.sessions() as session:
+            job = session.get(Job, job_id)
+        assert job.state != "dead" and job.attempts == 1
+        assert "no weights: set L3NET_UNET_WEIGHTS" in (job.error or "")
+        assert count_outputs(archive) == 0
+    finally:
+        archive.close()

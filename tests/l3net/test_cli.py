@@ -102,3 +102,13 @@ def test_analyze_refuses_a_series_that_is_not_a_chest_ct(shared_data, tmp_path):
     assert result.exit_code == 2
     assert "not analysable: not a chest CT" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_analyze_with_an_engine_that_cannot_run_says_so(small_series, tmp_path, monkeypatch):
+    monkeypatch.delenv("L3NET_UNET_WEIGHTS", raising=False)
+    source = str(small_series["LIDC-IDRI-0001"][0].parent)
+    result = CliRunner().invoke(app, ["analyze", source, "--out", str(tmp_path / "out"), "--engine", "l3net"])
+    assert result.exit_code == 1
+    assert "cannot analyse: the L3-net engine has no weights: set L3NET_UNET_WEIGHTS" in result.output
+    unknown = CliRunner().invoke(app, ["analyze", source, "--out", str(tmp_path / "out"), "--engine", "nope"])
+    assert unknown.exit_code == 1 and "unknown analysis engine 'nope'" in unknown.output

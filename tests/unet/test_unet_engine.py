@@ -47,8 +47,15 @@ def test_engine_runs_and_outputs_stay_valid(weights, tmp_path):
 
 
 def test_without_weights_the_engine_refuses_clearly():
-    with pytest.raises(SeriesNotAnalysable, match="no weights: set L3NET_UNET_WEIGHTS"):
+    """A missing or broken checkpoint is the server's configuration, not the series:
+    EngineUnavailable (retried by the worker), never SeriesNotAnalysable."""
+    from inference.engines import EngineUnavailable
+
+    with pytest.raises(EngineUnavailable, match="no weights: set L3NET_UNET_WEIGHTS") as refused:
         get_engine("l3net", Settings(unet_weights=None))
+    assert not isinstance(refused.value, SeriesNotAnalysable)
+    with pytest.raises(EngineUnavailable, match="cannot run"):
+        get_engine("l3net", Settings(unet_weights="/nonexistent/phase3_trained.ckpt"))
 
 
 def test_fallback_to_densitometry_only_when_configured():
