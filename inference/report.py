@@ -28,6 +28,7 @@ from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 from inference.engines.base import CONSOLIDATION, GGO, Segmentation
 from inference.measurements import SCORE_MAX, ZONES, Measurements, RegionMeasurements
 from inference.seg import MANUFACTURER, SEGMENTS
+from inference.sr import series_description
 from inference.volume import CTVolume
 
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
@@ -261,7 +262,7 @@ def write_pdf_report(
     ds.Modality = "DOC"
     ds.SeriesInstanceUID = series_uid
     ds.SeriesNumber = series_number
-    ds.SeriesDescription = f"Lung opacity report ({segmentation.engine}), not for diagnostic use"
+    ds.SeriesDescription = series_description("opacity report", prognosis)
     # General Equipment and SC Equipment
     ds.Manufacturer = MANUFACTURER
     ds.ManufacturerModelName = f"{segmentation.engine} engine"

@@ -210,6 +210,14 @@ def _planar_companion(
     )
 
 
+def series_description(what: str, prognosis: dict) -> str:
+    """The Series Description of an output that carries the suggested prognosis, with the
+    risk first: viewers and PACS study browsers show the start of it (OHIF about 25
+    characters), so the suggested risk is visible without opening anything. At most 64
+    characters (LO)."""
+    return f"Risk {prognosis['category'].upper()} (suggested, not diagnostic): {what}"[:64]
+
+
 def write_sr(
     seg: Dataset,
     source: Sequence[Dataset],
@@ -296,7 +304,7 @@ def write_sr(
         instance_number=1,
         manufacturer=MANUFACTURER,
         is_complete=True,
-        series_description=f"Lung opacity SR ({engine}), not for diagnostic use",
+        series_description=series_description("opacity SR", prognosis),
     )
     scheme = Dataset()
     scheme.CodingSchemeDesignator = PRIVATE

@@ -79,3 +79,15 @@ def test_zone_numbers_name_their_zone(result):
             values = result.measurements["zones"][f"{lung}_{zone}"]
             assert names[f"{lung.capitalize()} {zone} zone involvement, percent"] == values["involvement_percent"]
             assert names[f"{lung.capitalize()} {zone} zone score (0-4)"] == values["score"]
+
+
+def test_series_descriptions_lead_with_the_suggested_risk(result):
+    """Study browsers (OHIF's thumbnails, PACS lists) show the start of a Series
+    Description: the SR's and the report's begin with the suggested risk."""
+    category = result.prognosis["category"].upper()
+    for ds in (result.sr, result.pdf):
+        assert ds.SeriesDescription.startswith(f"Risk {category} (suggested, not diagnostic)")
+        assert len(ds.SeriesDescription) <= 64
+    from inference.sr import series_description
+
+    assert len(series_description("opacity report", {"category": "intermediate"})) <= 64
