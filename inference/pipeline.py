@@ -18,16 +18,17 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from archive.settings import Settings
 from inference.engines import Engine, Segmentation, get_engine
-from inference.measurements import SCORE_FLOOR_PERCENT, Measurements, measure
+from inference.measurements import Measurements, measure
 from inference.prognosis import suggest
 from inference.report import write_pdf_report
-from inference.seg import SEGMENTS, segment_mask, write_seg
+from inference.seg import SEGMENTS, masks, write_seg
 from inference.sr import write_sr
 from inference.sr_outline import volume_frames
 from inference.summary import build_summary
@@ -40,7 +41,6 @@ __all__ = [
     "STEPS",
     "SeriesNotAnalysable",
     "analyze",
-    "analyze_datasets",
     "analyze_directory",
     "write_outputs",
 ]
@@ -75,18 +75,6 @@ class OutputUIDs:
         """UIDs derived from ``job_id``: the same job always gets the same UIDs."""
         return cls(*(generate_uid(entropy_srcs=[job_id, name]) for name in _OUTPUT_UID_NAMES))
 
-    @classmethod
-    def coerce(cls, value: "OutputUIDs | Mapping[str, str] | None") -> "OutputUIDs":
-        """Accepts an OutputUIDs, a dict of the field names, or None (new UIDs). The PDF
-        UIDs may be left out of a dict: they are then derived from the SEG instance UID."""
-        if value is None:
-            return cls.new()
-        if isinstance(value, OutputUIDs):
-            return value
-        given = {name: str(value[name]) for name in _OUTPUT_UID_NAMES if name in value}
-        for name in ("pdf_series", "pdf_instance"):
-            given.setdefault(name, generate_uid(entropy_srcs=[given["seg_instance"], name]))
-        return cls(**given)
 
 
 @dataclass
@@ -134,8 +122,8 @@ def analyze(
     engine_name: str = "densitometry",
     progress: ProgressCallback | bool | None = None,
     *,
-    uids: OutputUIDs | Mapping[str, str] | None = None,
-    settings: Any = None,
+    uids: OutputUIDs | None = None,
+    settings: Settings | None = None,
     engine: Engine | None = None,
 ) -> AnalysisResult:
     """Analyse one CT series.
@@ -144,15 +132,15 @@ def analyze(
     Datasets are not modified). ``engine_name``: ``densitometry`` (default) or
     ``l3net``; ``engine`` overrides it with a ready engine object. ``progress``: a
     ``(step, fraction)`` callback, True for a tqdm bar, or None. ``uids``: the output
-    UIDs (default: new random ones). ``settings``: passed to :func:`get_engine`; its
-    ``seg_compression`` ("jpeg2000", the default, or "none") picks the SEG's encoding,
-    its ``pdf_report`` (default True) asks for the Encapsulated PDF report and its
-    ``score_floor_percent`` (default 1) sets the zone involvement that still scores 0.
+    UIDs (default: new random ones). ``settings`` (default: read from the ``L3NET_*``
+    environment): the engine's (:func:`get_engine`), ``seg_compression``,
+    ``pdf_report`` and ``score_floor_percent``.
 
     Raises :class:`SeriesNotAnalysable` when the series cannot be analysed.
     """
-    output_uids = OutputUIDs.coerce(uids)
-    steps = STEPS if getattr(settings, "pdf_report", True) else STEPS[:-1]
+    output_uids = uids or OutputUIDs.new()
+    settings = settings if settings is not None else Settings()
+    steps = STEPS if settings.pdf_report else STEPS[:-1]
     report, close = _reporter(progress, len(steps))
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -170,21 +158,23 @@ def analyze(
         done("load")
         segmentation = engine(volume)
         done("segment")
-        measurements = measure(volume, segmentation, getattr(settings, "score_floor_percent", SCORE_FLOOR_PERCENT))
+        measurements = measure(volume, segmentation, settings.score_floor_percent)
         prognosis = suggest(measurements)
         done("measure")
-        compress = getattr(settings, "seg_compression", "jpeg2000") != "none"
-        seg = write_seg(volume, segmentation, output_uids.seg_series, output_uids.seg_instance, compress=compress)
+        # One mask stack for the SEG's frames and the SR's outlines (0.5 GB at 500 slices).
+        stack = masks(segmentation)
+        seg = write_seg(volume, segmentation, output_uids.seg_series, output_uids.seg_instance,
+                        compress=settings.seg_compression != "none", stack=stack)
         done("seg")
         frames = volume_frames(
-            {spec.number: segment_mask(segmentation, spec.number) for spec in SEGMENTS},
+            {spec.number: stack[..., index] for index, spec in enumerate(SEGMENTS)},
             [ds.SOPInstanceUID for ds in volume.datasets],
         )
         sr = write_sr(
             seg, volume.datasets, measurements, prognosis, output_uids.sr_series, output_uids.sr_instance,
             segmentation.engine, segmentation.version, frames=frames,
         )
-        del frames
+        del stack, frames
         done("sr")
         pdf = None
         if "pdf" in steps:
@@ -223,28 +213,15 @@ def write_outputs(result: AnalysisResult, out_dir: Path | str) -> dict[str, Path
     return paths
 
 
-# -- the first API, kept for callers written against it --------------------------------
-
-
-def analyze_datasets(
-    datasets: Sequence[Source],
-    engine_name: str = "densitometry",
-    uids: OutputUIDs | Mapping[str, str] | None = None,
-    progress: ProgressCallback | bool | None = False,
-    settings: Any = None,
-) -> AnalysisResult:
-    """:func:`analyze` with the argument order of the first API."""
-    return analyze(datasets, engine_name, progress or None, uids=uids, settings=settings)
-
-
 def analyze_directory(
     directory: Path | str,
     out_dir: Path | str,
     engine_name: str = "densitometry",
     progress: ProgressCallback | bool | None = False,
-    settings: Any = None,
+    settings: Settings | None = None,
 ) -> AnalysisResult:
-    """``l3net analyze DIR --out OUT``: the one series in ``directory`` → three files."""
+    """The one series in ``directory`` analysed, its outputs written into ``out_dir``
+    (:func:`write_outputs`)."""
     result = analyze(read_directory(directory), engine_name, progress or None, settings=settings)
     write_outputs(result, out_dir)
     return result

@@ -37,7 +37,8 @@ DOCUMENT_TITLE = "Quantitative lung CT report (suggested, not for diagnostic use
 #: Lung window for the key image: W 1500, L -600.
 WINDOW = (-1350.0, 150.0)
 OVERLAY_ALPHA = 0.45
-_RGB = {GGO: SEGMENTS[2].rgb, CONSOLIDATION: SEGMENTS[3].rgb}
+#: Overlay colour of each opacity label: the SEG's own segment colours.
+_RGB = {spec.value: spec.rgb for spec in SEGMENTS if spec.source == "labels"}
 
 
 def _latin1(text: str) -> str:
@@ -106,8 +107,9 @@ def render_pdf(
     segmentation: Segmentation,
     measurements: Measurements,
     prognosis: dict[str, Any],
+    index: int,
 ) -> bytes:
-    """The one-page report as PDF bytes."""
+    """The one-page report as PDF bytes; ``index``: the key slice (:func:`key_slice`)."""
     first = volume.datasets[0]
     pdf = FPDF(format="A4", unit="mm")
     pdf.set_auto_page_break(auto=True, margin=12)
@@ -142,7 +144,6 @@ def render_pdf(
 
     # Key image on the left, prognosis and score on the right.
     top = pdf.get_y()
-    index = key_slice(segmentation)
     side = 82.0
     pdf.image(key_image(volume, segmentation, index), x=pdf.l_margin, y=top, w=side, h=side)
     pdf.set_font("Helvetica", "", 7)
@@ -235,7 +236,8 @@ def write_pdf_report(
     ``seg``: the SEG written for the same analysis (referenced as a source instance).
     ``series_uid`` / ``sop_uid``: the new series and instance UIDs.
     """
-    document = render_pdf(volume, segmentation, measurements, prognosis)
+    index = key_slice(segmentation)
+    document = render_pdf(volume, segmentation, measurements, prognosis, index)
     source = list(source_images or volume.datasets)
     first = source[0]
     now = dt.datetime.now()
@@ -280,7 +282,7 @@ def write_pdf_report(
     ds.ConceptNameCodeSequence = [concept]
     ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
     references = []
-    for reference in [seg, source[key_slice(segmentation)]]:
+    for reference in [seg, source[index]]:
         item = Dataset()
         item.ReferencedSOPClassUID = reference.SOPClassUID
         item.ReferencedSOPInstanceUID = reference.SOPInstanceUID

@@ -56,10 +56,14 @@ CONSOLIDATION_CODE = hd.sr.CodedConcept("9656002", "SCT", "Consolidation")  # mo
 
 @dataclass(frozen=True)
 class SegmentSpec:
-    """One segment: number, label, category and type codes, laterality, sRGB colour."""
+    """One segment: number, label, where its voxels are in a :class:`Segmentation`
+    (``source`` "side" or "labels", and the value there), category and type codes,
+    laterality, sRGB colour."""
 
     number: int
     label: str
+    source: str
+    value: int
     category: Code | hd.sr.CodedConcept
     kind: Code | hd.sr.CodedConcept
     modifier: Code | None = None
@@ -68,14 +72,15 @@ class SegmentSpec:
 
 # GGO yellow and consolidation red stay distinct from each other and from the lungs.
 SEGMENTS: list[SegmentSpec] = [
-    SegmentSpec(1, "Right lung", codes.SCT.AnatomicalStructure, codes.SCT.Lung, codes.SCT.Right, (70, 130, 230)),
-    SegmentSpec(2, "Left lung", codes.SCT.AnatomicalStructure, codes.SCT.Lung, codes.SCT.Left, (60, 190, 110)),
-    SegmentSpec(3, "Ground-glass opacity", codes.SCT.MorphologicallyAbnormalStructure, codes.DCM.GroundGlassOpacity, rgb=(250, 220, 40)),
-    SegmentSpec(4, "Consolidation", codes.SCT.MorphologicallyAbnormalStructure, CONSOLIDATION_CODE, rgb=(230, 40, 40)),
+    SegmentSpec(1, "Right lung", "side", RIGHT_LUNG, codes.SCT.AnatomicalStructure, codes.SCT.Lung, codes.SCT.Right,
+                (70, 130, 230)),
+    SegmentSpec(2, "Left lung", "side", LEFT_LUNG, codes.SCT.AnatomicalStructure, codes.SCT.Lung, codes.SCT.Left,
+                (60, 190, 110)),
+    SegmentSpec(3, "Ground-glass opacity", "labels", GGO, codes.SCT.MorphologicallyAbnormalStructure,
+                codes.DCM.GroundGlassOpacity, rgb=(250, 220, 40)),
+    SegmentSpec(4, "Consolidation", "labels", CONSOLIDATION, codes.SCT.MorphologicallyAbnormalStructure,
+                CONSOLIDATION_CODE, rgb=(230, 40, 40)),
 ]
-#: Segment number of each lung side value, and of each opacity label.
-SEGMENT_OF_SIDE = {RIGHT_LUNG: 1, LEFT_LUNG: 2}
-SEGMENT_OF_LABEL = {GGO: 3, CONSOLIDATION: 4}
 
 
 def algorithm(engine: str, version: str) -> hd.AlgorithmIdentificationSequence:
@@ -84,21 +89,11 @@ def algorithm(engine: str, version: str) -> hd.AlgorithmIdentificationSequence:
     return hd.AlgorithmIdentificationSequence(name=engine, family=family, version=version)
 
 
-#: Which map (``side`` or ``labels``) and which value of it each segment number is.
-_SEGMENT_SOURCE = {1: ("side", RIGHT_LUNG), 2: ("side", LEFT_LUNG), 3: ("labels", GGO), 4: ("labels", CONSOLIDATION)}
-
-
-def segment_mask(segmentation: Segmentation, number: int, out: np.ndarray | None = None) -> np.ndarray:
-    """(slices, rows, columns) booleans of segment ``number`` (see :data:`SEGMENTS`)."""
-    name, value = _SEGMENT_SOURCE[number]
-    return np.equal(getattr(segmentation, name), value, out=out)
-
-
 def masks(segmentation: Segmentation) -> np.ndarray:
     """(slices, rows, columns, 4) booleans in :data:`SEGMENTS` order."""
-    stack = np.empty(segmentation.side.shape + (4,), bool)
+    stack = np.empty(segmentation.side.shape + (len(SEGMENTS),), bool)
     for index, spec in enumerate(SEGMENTS):
-        segment_mask(segmentation, spec.number, out=stack[..., index])
+        np.equal(getattr(segmentation, spec.source), spec.value, out=stack[..., index])
     return stack
 
 
@@ -152,17 +147,19 @@ def write_seg(
     series_number: int = SERIES_NUMBER,
     source_images: Sequence[Dataset] | None = None,
     compress: bool = True,
+    stack: np.ndarray | None = None,
 ) -> Dataset:
     """The SEG instance of ``segmentation`` over ``volume``'s source images.
 
     ``series_uid`` / ``sop_uid``: the new series and instance UIDs (pass UIDs derived
     from a job id to make a redelivered job write the same instance). ``compress``:
     JPEG 2000 Lossless (True) or bit-packed Explicit VR Little Endian (False).
+    ``stack``: :func:`masks` of ``segmentation``, when the caller has it already.
     """
     engine, version = segmentation.engine, segmentation.version
     return _Segmentation(
         source_images=list(source_images or volume.datasets),
-        pixel_array=masks(segmentation),
+        pixel_array=masks(segmentation) if stack is None else stack,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[_description(spec, engine, version) for spec in SEGMENTS],
         series_instance_uid=series_uid,

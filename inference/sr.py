@@ -50,7 +50,8 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from inference.measurements import ZONES, Measurements, RegionMeasurements
-from inference.seg import MANUFACTURER, SEGMENT_OF_SIDE, SEGMENTS
+from inference.engines.base import OPACITIES, SIDES
+from inference.seg import MANUFACTURER, SEGMENTS
 from inference.sr_outline import Outline, hull_outline, outline, segment_frames
 
 PRIVATE = "99L3NET"
@@ -250,23 +251,22 @@ def write_sr(
     series = hd.sr.SourceSeriesForSegmentation(str(source[0].SeriesInstanceUID))
     by_uid = {str(ds.SOPInstanceUID): ds for ds in source}
     frames = frames if frames is not None else segment_frames(seg)
-    per_side = {number: side for side, number in (("right", SEGMENT_OF_SIDE[1]), ("left", SEGMENT_OF_SIDE[2]))}
     groups: list = []
     companions: list = []
-    lung_outlines: dict[int, Outline] = {}
+    outlined_lungs: list[int] = []  # segment numbers of the lungs that have an outline
     taken: set[str] = set()  # images with an outline: one finding per image where possible
     for spec in SEGMENTS:
         found = outline(frames.get(spec.number, {}), avoid=taken)
         if found is None:
             continue  # an empty segment: no outline to show it by (see the module docstring)
-        if spec.number in per_side:
-            side = per_side[spec.number]
+        if spec.source == "side":
+            side = SIDES[spec.value]
             items = _lung_measurements(side, measurements["per_lung"][side], measurements)
             evaluations = _zone_grades(side, measurements)
             sites = [hd.sr.FindingSite(anatomic_location=codes.SCT.Lung, laterality=LATERALITY[side])]
-            lung_outlines[spec.number] = found
+            outlined_lungs.append(spec.number)
         else:
-            items = _opacity_measurements("ggo" if spec.number == 3 else "consolidation", measurements)
+            items = _opacity_measurements(OPACITIES[spec.value], measurements)
             evaluations = []
             sites = _both_lungs_sites()
         tracking = hd.sr.TrackingIdentifier(identifier=spec.label, uid=generate_uid())
@@ -290,7 +290,7 @@ def write_sr(
     # without another outline where possible). OHIF draws a finding's values beside its
     # first outline; an outline of one lung would put the totals beside, say, the right
     # lung, where a reader could take them for that lung's.
-    found = hull_outline(*(frames[number] for number in sorted(lung_outlines)), avoid=taken)
+    found = hull_outline(*(frames[number] for number in outlined_lungs), avoid=taken)
     if found is not None:
         companions.append(_planar_companion(both, found, by_uid, codes.SCT.Lung, _both_lungs_sites()))
     groups += companions

@@ -9,7 +9,7 @@ import pydicom
 import pytest
 
 from inference.engines import densitometry
-from inference.pipeline import analyze_datasets, analyze_directory
+from inference.pipeline import OutputUIDs, analyze, analyze_directory
 from inference.seg import masks
 from tests.conftest import require_tool
 from tests.inference.phantom import build, to_datasets
@@ -17,7 +17,7 @@ from tests.inference.phantom import build, to_datasets
 
 @pytest.fixture(scope="module")
 def result():
-    return analyze_datasets(to_datasets(build().hu))
+    return analyze(to_datasets(build().hu))
 
 
 def _roundtrip(ds, tmp_path, name):
@@ -95,13 +95,14 @@ def test_summary_matches_and_prognosis_is_labelled(result):
 
 def test_given_uids_make_outputs_repeatable():
     datasets = to_datasets(build(depth=40).hu)
-    uids = {"seg_series": "1.2.3.1", "seg_instance": "1.2.3.2", "sr_series": "1.2.3.3", "sr_instance": "1.2.3.4"}
-    first = analyze_datasets(datasets, uids=uids)
+    uids = OutputUIDs("1.2.3.1", "1.2.3.2", "1.2.3.3", "1.2.3.4", "1.2.3.5", "1.2.3.6")
+    first = analyze(datasets, uids=uids)
     assert (first.seg.SOPInstanceUID, first.sr.SOPInstanceUID) == ("1.2.3.2", "1.2.3.4")
     assert first.seg.SeriesInstanceUID == "1.2.3.1"
+    assert (first.pdf.SeriesInstanceUID, first.pdf.SOPInstanceUID) == ("1.2.3.5", "1.2.3.6")
 
 
-def test_analyze_directory_writes_three_files(tmp_path):
+def test_analyze_directory_writes_its_outputs(tmp_path):
     source = tmp_path / "series"
     source.mkdir()
     for index, ds in enumerate(to_datasets(build(depth=40).hu)):

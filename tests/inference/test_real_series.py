@@ -17,7 +17,7 @@ from inference.engines import get_engine
 from scipy import ndimage as ndi
 
 from inference.engines.base import CONSOLIDATION, GGO, LEFT_LUNG, RIGHT_LUNG
-from inference.pipeline import SeriesNotAnalysable, analyze_datasets
+from inference.pipeline import SeriesNotAnalysable, analyze
 from inference.volume import load_datasets, load_series, read_directory
 
 NS = {"l": "http://www.nih.gov"}
@@ -127,4 +127,4 @@ def test_abdomen_j2k_decodes_and_is_not_a_chest(shared_data):
     volume = load_datasets(copy.deepcopy(datasets))
     assert volume.hu.shape[0] == 20 and -1100 < volume.hu.min() and volume.hu.max() > 100
     with pytest.raises(SeriesNotAnalysable, match="not a chest CT: no lungs found"):
-        analyze_datasets(datasets)
+        analyze(datasets)

@@ -12,7 +12,7 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
 
 from archive.settings import Settings
-from inference.pipeline import analyze
+from inference.pipeline import OutputUIDs, analyze
 from tests.conftest import require_tool
 from tests.inference.phantom import build, to_datasets
 
@@ -24,8 +24,7 @@ def both(tmp_path_factory):
     datasets = to_datasets(build().hu)
     paths = []
     for name, setting in (("j2k.dcm", "jpeg2000"), ("native.dcm", "none")):
-        result = analyze(datasets, uids={"seg_series": "1.2.3.1", "seg_instance": "1.2.3.2", "sr_series": "1.2.3.3",
-                                         "sr_instance": "1.2.3.4"}, settings=Settings(seg_compression=setting))
+        result = analyze(datasets, uids=OutputUIDs.from_job("seg-encoding"), settings=Settings(seg_compression=setting))
         result.seg.save_as(folder / name, enforce_file_format=True)
         paths.append(folder / name)
     return paths

@@ -62,14 +62,15 @@ def test_frames_from_the_masks_equal_the_frames_decoded_from_the_seg():
     """The pipeline outlines findings from the in-memory masks (volume_frames) rather
     than decoding its JPEG 2000 SEG again: both give the same frames, image for image."""
     from inference.pipeline import analyze
-    from inference.seg import SEGMENTS, segment_mask
+    from inference.seg import SEGMENTS, masks
     from inference.sr_outline import segment_frames, volume_frames
     from tests.inference.phantom import build, to_datasets
 
     result = analyze(to_datasets(build().hu))
     decoded = segment_frames(result.seg)
+    stack = masks(result.segmentation)
     from_masks = volume_frames(
-        {spec.number: segment_mask(result.segmentation, spec.number) for spec in SEGMENTS},
+        {spec.number: stack[..., index] for index, spec in enumerate(SEGMENTS)},
         [ds.SOPInstanceUID for ds in result.volume.datasets],
     )
     assert set(from_masks) == {spec.number for spec in SEGMENTS} and set(decoded) <= set(from_masks)

@@ -11,7 +11,7 @@ import torch
 from archive.settings import Settings
 from inference.engines import get_engine
 from inference.engines.base import LABELS
-from inference.pipeline import SeriesNotAnalysable, analyze_datasets
+from inference.pipeline import SeriesNotAnalysable, analyze
 from inference.unet.model import UNet2D
 from tests.conftest import require_tool
 from tests.inference.phantom import build, to_datasets
@@ -32,7 +32,7 @@ def weights(tmp_path_factory) -> str:
 def test_engine_runs_and_outputs_stay_valid(weights, tmp_path):
     settings = Settings(unet_weights=weights, unet_phase="3", unet_device="cpu", unet_threshold=0.3)
     datasets = to_datasets(build(depth=12, size=96).hu)
-    result = analyze_datasets(datasets, engine_name="l3net", settings=settings)
+    result = analyze(datasets, "l3net", settings=settings)
     labels = result.segmentation.labels
     assert labels.shape == (12, 96, 96)
     assert set(np.unique(labels)) <= {0, *LABELS}
