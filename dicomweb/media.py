@@ -28,7 +28,7 @@ _MEDIA_OF_SYNTAX = {
     "1.2.840.10008.1.2.4.91": "image/jp2",
     "1.2.840.10008.1.2.5": "image/dicom-rle",
 }
-_DEFAULT_SYNTAX = {
+DEFAULT_SYNTAX = {
     "image/jpeg": "1.2.840.10008.1.2.4.70",
     "image/jls": "1.2.840.10008.1.2.4.80",
     "image/jp2": "1.2.840.10008.1.2.4.90",
@@ -154,7 +154,7 @@ def negotiate_frames(accept: str | None, stored: str) -> FrameChoice:
             part = media.type  # single-part types: we still answer with multipart/related
         else:
             continue
-        wanted = media.transfer_syntax or _DEFAULT_SYNTAX.get(part)
+        wanted = media.transfer_syntax or DEFAULT_SYNTAX.get(part)
         if part == OCTETS:
             if wanted == "*" or (wanted == stored and encapsulated):
                 return FrameChoice(True, OCTETS)

@@ -21,17 +21,10 @@ import pydicom.encaps
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 
+from dicomweb.media import DEFAULT_SYNTAX, DICOM_JSON, OCTETS
 from dicomweb.multipart import Part, parse_params
 
-DICOM_JSON = "application/dicom+json"
 PIXEL_DATA = "7FE00010"
-# A compressed frame's media type and the transfer syntax it implies when the part names none.
-_DEFAULT_SYNTAX = {
-    "image/jp2": "1.2.840.10008.1.2.4.90",
-    "image/jpeg": "1.2.840.10008.1.2.4.70",
-    "image/jls": "1.2.840.10008.1.2.4.80",
-    "image/dicom-rle": "1.2.840.10008.1.2.5",
-}
 
 
 class Unusable(ValueError):
@@ -88,8 +81,12 @@ def _part10(document: object, bulk: dict[str, _Bulk]) -> bytes:
     if not isinstance(document, dict):
         raise Unusable("a DICOM JSON dataset must be an object")
     sop_class, sop_instance = _claimed(document, "00080016"), _claimed(document, "00080018")
-    pixel = document.get(PIXEL_DATA) if isinstance(document.get(PIXEL_DATA), dict) else None
-    pixel_bulk = bulk.get(pixel.get("BulkDataURI", "")) if pixel else None
+    if not sop_class or not sop_instance:
+        raise Unusable("the dataset has no SOP Class UID or SOP Instance UID", sop_class, sop_instance)
+    pixel = document.get(PIXEL_DATA)
+    # Pixel Data by reference is placed here, with its transfer syntax; inline, pydicom reads it.
+    by_reference = isinstance(pixel, dict) and "BulkDataURI" in pixel
+
     def resolve(tag: str, vr: str, uri: str) -> bytes:
         if uri not in bulk:
             raise Unusable(f"BulkDataURI {uri[:100]!r} of ({tag[:4]},{tag[4:]}) names no part of the request",
@@ -97,35 +94,13 @@ def _part10(document: object, bulk: dict[str, _Bulk]) -> bytes:
         return bulk[uri].data
 
     try:
-        ds = Dataset.from_json({key: value for key, value in document.items() if key != PIXEL_DATA},
+        ds = Dataset.from_json({key: value for key, value in document.items() if not (by_reference and key == PIXEL_DATA)},
                                bulk_data_uri_handler=resolve)
-    except Unusable:
-        raise
+        syntax = _place_pixel_data(ds, bulk.get(pixel["BulkDataURI"])) if by_reference else UID(ExplicitVRLittleEndian)
+    except Unusable as error:
+        raise Unusable(str(error), sop_class, sop_instance) from None
     except Exception as error:  # noqa: BLE001 - pydicom raises many kinds for bad JSON
         raise Unusable(f"not a valid DICOM JSON dataset: {error}", sop_class, sop_instance) from None
-    syntax = UID(ExplicitVRLittleEndian)
-    if pixel is not None:
-        if "InlineBinary" in pixel:
-            ds.PixelData = Dataset.from_json({PIXEL_DATA: pixel}).PixelData
-        elif pixel_bulk is None:
-            raise Unusable("the Pixel Data BulkDataURI names no part of the request", sop_class, sop_instance)
-        elif pixel_bulk.media_type in ("application/octet-stream", ""):
-            syntax = UID(pixel_bulk.transfer_syntax or ExplicitVRLittleEndian)
-            if syntax.is_compressed:
-                raise Unusable(f"octet-stream Pixel Data in compressed syntax {syntax} is not understood",
-                               sop_class, sop_instance)
-            ds.PixelData = pixel_bulk.data
-        elif pixel_bulk.media_type in _DEFAULT_SYNTAX:
-            if int(ds.get("NumberOfFrames", 1) or 1) != 1:
-                raise Unusable("compressed multi-frame Pixel Data must come as stored instances (application/dicom)",
-                               sop_class, sop_instance)
-            syntax = UID(pixel_bulk.transfer_syntax or _DEFAULT_SYNTAX[pixel_bulk.media_type])
-            ds.PixelData = pydicom.encaps.encapsulate([pixel_bulk.data])
-        else:
-            raise Unusable(f"Pixel Data of type {pixel_bulk.media_type} is not understood", sop_class, sop_instance)
-        ds["PixelData"].VR = "OW" if int(ds.get("BitsAllocated", 8)) > 8 and not syntax.is_compressed else "OB"
-    if not sop_class or not sop_instance:
-        raise Unusable("the dataset has no SOP Class UID or SOP Instance UID", sop_class, sop_instance)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop_instance
@@ -135,3 +110,23 @@ def _part10(document: object, bulk: dict[str, _Bulk]) -> bytes:
     out = io.BytesIO()
     ds.save_as(out, implicit_vr=False, little_endian=True, enforce_file_format=True)
     return out.getvalue()
+
+
+def _place_pixel_data(ds: Dataset, part: _Bulk | None) -> UID:
+    """Put the Pixel Data part into ``ds``; returns the transfer syntax it is in."""
+    if part is None:
+        raise Unusable("the Pixel Data BulkDataURI names no part of the request")
+    if part.media_type in (OCTETS, ""):
+        syntax = UID(part.transfer_syntax or ExplicitVRLittleEndian)
+        if syntax.is_compressed:
+            raise Unusable(f"octet-stream Pixel Data in compressed syntax {syntax} is not understood")
+        ds.PixelData = part.data
+        ds["PixelData"].VR = "OW" if int(ds.get("BitsAllocated", 8)) > 8 else "OB"
+        return syntax
+    if not part.media_type.startswith("image/") or part.media_type not in DEFAULT_SYNTAX:
+        raise Unusable(f"Pixel Data of type {part.media_type} is not understood")
+    if int(ds.get("NumberOfFrames", 1) or 1) != 1:
+        raise Unusable("compressed multi-frame Pixel Data must come as stored instances (application/dicom)")
+    ds.PixelData = pydicom.encaps.encapsulate([part.data])
+    ds["PixelData"].VR = "OB"
+    return UID(part.transfer_syntax or DEFAULT_SYNTAX[part.media_type])
