@@ -145,3 +145,19 @@ VARIANTS = [
 @pytest.fixture(params=VARIANTS)
 def archive_variant(request) -> str:
     return request.param
+
+
+@pytest.fixture
+def open_archives():
+    """``open(settings)``: ``archive.context.open_archive(settings)``, closed after the test."""
+    from archive.context import open_archive
+
+    opened = []
+
+    def _open(settings):
+        opened.append(open_archive(settings))
+        return opened[-1]
+
+    yield _open
+    for archive in opened:
+        archive.close()

@@ -33,7 +33,7 @@ from inference.pipeline import analyze  # noqa: E402
 from inference.seg import SEGMENTS  # noqa: E402
 from tests.conftest import SHARED_DATA  # noqa: E402
 from tests.viewer.stack import run_node, running_stack  # noqa: E402
-from tests.viewer.test_browser import expected_labels  # noqa: E402
+from tests.viewer.results import expected_labels  # noqa: E402
 
 
 def main() -> int:

@@ -22,17 +22,9 @@ from tests.conftest import variant_settings
 
 
 @pytest.fixture
-def make_archive(archive_variant, tmp_path, request):
-    opened = []
-
-    def make(**overrides):
-        archive = open_archive(variant_settings(archive_variant, tmp_path, request, **overrides))
-        opened.append(archive)
-        return archive
-
-    yield make
-    for archive in opened:
-        archive.close()
+def make_archive(archive_variant, tmp_path, request, open_archives):
+    """``make_archive(**overrides)``: an archive of this test's variant."""
+    return lambda **overrides: open_archives(variant_settings(archive_variant, tmp_path, request, **overrides))
 
 
 def spool_of(archive) -> Spool:

@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import select
 
 from archive.committer import Committer
-from archive.context import open_archive
 from archive.index.models import Job, Series, Study, utcnow
 from archive.queue.message import JobMessage
 from archive.spool import Spool
@@ -26,20 +25,15 @@ STABLE_AFTER_S = 60.0
 
 
 @pytest.fixture
-def make_archive(tmp_path, request):
+def make_archive(tmp_path, request, open_archives):
     """``make_archive(variant, **overrides)``: an archive (no node) with small series
     eligible (10 slices suffice) and a 60 s stability delay."""
-    opened = []
 
     def _make(variant: str, **overrides):
         values = {"stable_after_s": STABLE_AFTER_S, "min_series_slices": 10, **overrides}
-        archive = open_archive(node_settings(variant, tmp_path, request, **values))
-        opened.append(archive)
-        return archive
+        return open_archives(node_settings(variant, tmp_path, request, **values))
 
-    yield _make
-    for archive in opened:
-        archive.close()
+    return _make
 
 
 def ingest(archive, files: list[Path]) -> None:

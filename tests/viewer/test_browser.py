@@ -11,6 +11,7 @@ import pytest
 
 from inference.pipeline import AnalysisResult, analyze
 from inference.seg import SEGMENTS
+from tests.viewer.results import expected_labels
 from tests.viewer.stack import ARTIFACTS, require_browser, run_node, running_stack
 
 pytestmark = pytest.mark.slow
@@ -39,27 +40,6 @@ def stack(tmp_path_factory, lidc_small, analysed):
         assert response.status_code == 200, response.text
         running.wait_for_series(str(analysed.seg.StudyInstanceUID), 3)
         yield running
-
-
-def ohif_label(meaning: str, value: float, unit: str) -> str:
-    """A measurement as OHIF 3.13.2 writes it beside an SR outline: the concept's
-    meaning, the value with two decimals (nothing for 0) and the UCUM code."""
-    return f"{meaning}: {f'{value:.2f}' if value else ''} {unit}"
-
-
-def expected_labels(result: AnalysisResult) -> list[str]:
-    """Values the SR holds that OHIF must show: both lung volumes, the ground-glass and
-    consolidation volumes, the involvement of both lungs and the total score."""
-    m = result.measurements
-    labels = [
-        ohif_label("Volume", m["per_lung"]["right"]["volume_ml"], "mL"),
-        ohif_label("Volume", m["per_lung"]["left"]["volume_ml"], "mL"),
-        ohif_label("Volume", m["lungs"]["ggo_ml"], "mL"),
-        ohif_label("Volume", m["lungs"]["consolidation_ml"], "mL"),
-        ohif_label("Involvement, percent of lung volume", m["lungs"]["involvement_percent"], "%"),
-        ohif_label("Total zonal severity score (0-24)", m["total_score"], "{score}"),
-    ]
-    return list(dict.fromkeys(labels))  # equal values (ground-glass and consolidation) once
 
 
 def test_ohif_shows_study_ct_seg_and_sr(stack, analysed):
